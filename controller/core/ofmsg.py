@@ -1,0 +1,110 @@
+"""OpenFlow 1.3 messages as plain data: what the pure core returns.
+
+The core (planner, compiler, diff) speaks only these; the os-ken shell
+(controller/osken_app.py) turns them into os-ken messages, the benchmarks
+into ``ovs-ofctl`` lines, and the tests feed them to a fake flow table.
+
+Match fields and set-field names are the OXM names os-ken uses (``in_port``,
+``eth_src``, ``eth_dst``, ``eth_type``, ``ipv4_src``, ``ipv4_dst``,
+``ip_proto``, ``tcp_src``, ``tcp_dst``, ``udp_src``, ``udp_dst``,
+``mpls_label``, ``arp_tpa``, ...).  A masked value is a ``(value, mask)``
+tuple; addresses are strings ("10.0.0.1", "02:00:00:00:00:01").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+MatchValue = Union[int, str, tuple[int, int], tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Output:
+    port: int                      # an OpenFlow port number, or OFPP_IN_PORT (0xfffffff8)
+
+
+@dataclass(frozen=True)
+class GroupAction:
+    group_id: int
+
+
+@dataclass(frozen=True)
+class SetField:
+    field: str
+    value: int | str
+
+
+@dataclass(frozen=True)
+class PushMpls:
+    ethertype: int = 0x8847
+
+
+@dataclass(frozen=True)
+class PopMpls:
+    ethertype: int = 0x0800        # the ethertype of what the label carried
+
+
+Action = Union[Output, GroupAction, SetField, PushMpls, PopMpls]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A flow entry.  Its identity in a table is (dpid, table_id, priority, match)."""
+
+    dpid: int
+    table_id: int
+    priority: int
+    match: tuple[tuple[str, MatchValue], ...]   # sorted by field name
+    actions: tuple[Action, ...] = ()            # apply-actions; empty with goto None means drop
+    goto_table: int | None = None
+    cookie: int = 0
+
+    @property
+    def key(self) -> tuple[int, int, int, tuple[tuple[str, MatchValue], ...]]:
+        return self.dpid, self.table_id, self.priority, self.match
+
+
+@dataclass(frozen=True)
+class Bucket:
+    actions: tuple[Action, ...]
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class Group:
+    dpid: int
+    group_id: int
+    type: str                                  # "select", "all", "indirect", "ff"
+    buckets: tuple[Bucket, ...]
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.dpid, self.group_id
+
+
+@dataclass(frozen=True)
+class FlowMod:
+    command: str                               # "add", "modify_strict", "delete_strict"
+    flow: Flow
+
+
+@dataclass(frozen=True)
+class GroupMod:
+    command: str                               # "add", "modify", "delete"
+    group: Group
+
+
+@dataclass(frozen=True)
+class Barrier:
+    """Everything before it on this switch is applied before anything after it."""
+
+    dpid: int
+
+
+Message = Union[FlowMod, GroupMod, Barrier]
+
+
+def match(**fields: MatchValue) -> tuple[tuple[str, MatchValue], ...]:
+    """A match in canonical form (sorted), so equal matches compare equal."""
+    return tuple(sorted(fields.items()))
