@@ -1,0 +1,1 @@
+"""The element catalog: importing this package registers every element class."""
