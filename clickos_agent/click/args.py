@@ -1,0 +1,372 @@
+"""Click configuration arguments: splitting and typed parsing.
+
+Elements receive their configuration string split into arguments by
+``split_config`` (Click's ``cp_argvec``) and parse them with ``parse_keywords``
+(a small version of Click's ``Args``) and the typed parsers below, which raise
+``ArgError`` with messages worded like Click's.
+
+Behaviour taken from Click's lib/confparse.cc and lib/args.cc:
+- arguments split at commas outside quotes; parentheses and braces do NOT
+  protect commas (cp_argvec does not track them);
+- comments are removed and a comment with its surrounding space becomes one
+  space; an empty last argument is dropped (``"a, b,"`` is two arguments);
+- an argument ``WORD value`` whose WORD starts with a letter or ``_`` carries
+  the keyword WORD; keywords may repeat and the last one wins.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clickos_agent.click.element import ArgError
+
+_SPACE = " \t\n\r\f\v"
+
+
+def _skip_comment(text: str, i: int) -> int:
+    """Index just after the comment starting at ``text[i]`` (``//`` or ``/*``)."""
+    if text[i + 1] == "/":
+        end = len(text)
+        for j in range(i + 2, end):
+            if text[j] in "\n\r":
+                return j + 2 if text[j] == "\r" and text[j + 1:j + 2] == "\n" else j + 1
+        return end
+    close = text.find("*/", i + 2)
+    return len(text) if close < 0 else close + 2
+
+
+def _skip_quote(text: str, i: int) -> int:
+    """Index just after the quoted string starting at ``text[i]``."""
+    quote = text[i]
+    j = i + 1
+    while j < len(text):
+        if quote == '"' and text[j] == "\\":
+            j += 2
+        elif text[j] == quote:
+            return j + 1
+        else:
+            j += 1
+    return len(text)
+
+
+def _is_comment_start(text: str, i: int) -> bool:
+    return text[i] == "/" and i + 1 < len(text) and text[i + 1] in "/*"
+
+
+def _uncomment_until_comma(text: str, i: int, stop_at_comma: bool) -> tuple[str, int]:
+    """One argument from ``text[i:]``: comments removed, outer space stripped.
+
+    Returns the argument and the index where it stopped (a comma or the end).
+    """
+    pieces: list[str] = []
+    left = right = -1
+    pending_space = False
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c in _SPACE:
+            i += 1
+        elif _is_comment_start(text, i):
+            i = _skip_comment(text, i)
+            pending_space = left >= 0
+        elif c == "," and stop_at_comma:
+            break
+        else:
+            if left < 0:
+                left = i
+            elif pending_space:
+                # a comment between words counts as one space, like Click
+                pieces.append(text[left:right])
+                left = i
+            pending_space = False
+            if c in "'\"":
+                i = _skip_quote(text, i)
+            else:
+                i += 1
+            right = i
+    if left < 0:
+        return "", i
+    pieces.append(text[left:right])
+    return " ".join(pieces), i
+
+
+def uncomment(text: str) -> str:
+    """Click's cp_uncomment: comments removed, outer whitespace stripped."""
+    return _uncomment_until_comma(text, 0, False)[0]
+
+
+def split_config(config: str) -> list[str]:
+    """Split a configuration string into arguments, as Click's cp_argvec does."""
+    args: list[str] = []
+    pos = 0
+    n = len(config)
+    while pos < n:
+        arg, pos = _uncomment_until_comma(config, pos, True)
+        # an empty final argument is dropped; empty inner ones are kept
+        if arg or pos < n:
+            args.append(arg)
+        pos += 1
+    return args
+
+
+def split_words(text: str) -> list[str]:
+    """Click's cp_spacevec: split at unquoted whitespace, dropping comments."""
+    words: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] in _SPACE:
+            i += 1
+        elif _is_comment_start(text, i):
+            i = _skip_comment(text, i)
+        else:
+            start = i
+            while i < n and text[i] not in _SPACE and not _is_comment_start(text, i):
+                i = _skip_quote(text, i) if text[i] in "'\"" else i + 1
+            words.append(text[start:i])
+    return words
+
+
+def unquote(text: str) -> str:
+    """Remove one level of quotes (Click's cp_unquote, common escapes only)."""
+    text = uncomment(text)
+    out: list[str] = []
+    quote = ""
+    i = 0
+    escapes = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "$": "$"}
+    while i < len(text):
+        c = text[i]
+        if quote == "" and c in "'\"":
+            quote = c
+        elif c == quote:
+            quote = ""
+        elif quote == '"' and c == "\\" and i + 1 < len(text):
+            i += 1
+            out.append(escapes.get(text[i], "\\" + text[i]))
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- keywords
+
+_KEYWORD = re.compile(r"([A-Za-z_][A-Za-z0-9_:.?!]*)[ \t\n\r\f\v]+(?=\S)", re.S)
+
+
+def keyword_of(arg: str) -> str | None:
+    """The keyword of ``arg`` (``"SRC 1.0.0.1"`` -> ``"SRC"``), or None."""
+    m = _KEYWORD.match(arg)
+    return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One argument an element accepts.
+
+    ``positional``: may be given without its keyword, in order;
+    ``mandatory``: must be given; ``parse``: turns the text into a value.
+    """
+
+    keyword: str
+    parse: Callable[[str], Any] = str
+    mandatory: bool = False
+    positional: bool = False
+    default: Any = None
+
+
+def parse_keywords(args: Sequence[str], specs: Sequence[Spec]) -> dict[str, Any]:
+    """Parse ``args`` against ``specs`` like Click's Args; returns keyword -> value.
+
+    Positional specs take, in order, the leading arguments that have no
+    keyword; a keyword argument matches its spec wherever it is, the last one
+    winning.  Leftovers are ``KW: unknown argument`` / ``too many arguments``.
+    """
+    keywords = [keyword_of(a) for a in args]
+    # per argument: None unused, "kw" taken by keyword, "pos" taken by position
+    taken: list[str | None] = [None] * len(args)
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for spec in specs:
+        found = -1
+        for i, kw in enumerate(keywords):
+            if kw == spec.keyword and taken[i] is None:
+                taken[i] = "kw"
+                found = i
+        text = None if found < 0 else args[found][len(spec.keyword):].lstrip(_SPACE)
+        if spec.positional:
+            # the first argument not taken positionally; an argument taken by
+            # keyword there ends positional matching, as in Click
+            first = next((i for i, t in enumerate(taken) if t != "pos"), -1)
+            if (first >= 0 and taken[first] is None
+                    and (keywords[first] is None or (found < 0 and spec.mandatory))
+                    and found < first):
+                taken[first] = "pos"
+                text = args[first]
+        if text is None:
+            if spec.mandatory:
+                errors.append(f"{spec.keyword}: required argument missing")
+            values[spec.keyword] = spec.default
+            continue
+        try:
+            values[spec.keyword] = spec.parse(text)
+        except ArgError as e:
+            errors.append(f"{spec.keyword}: {e}")
+    too_many = False
+    for i, kw in enumerate(keywords):
+        if taken[i] is not None:
+            continue
+        if kw is None:
+            too_many = True
+        else:
+            errors.append(f"{kw}: unknown argument")
+    if too_many:
+        errors.append("too many arguments")
+    if errors:
+        raise ArgError("; ".join(errors))
+    return values
+
+
+# ---------------------------------------------------------------- typed parsers
+
+def parse_bool(text: str) -> bool:
+    """Click's BoolArg: true/false, yes/no, 1/0, t/f, y/n."""
+    if text in ("1", "t", "y", "true", "yes"):
+        return True
+    if text in ("0", "f", "n", "false", "no"):
+        return False
+    raise ArgError("expected boolean")
+
+
+_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F](_?[0-9a-fA-F])*|0[bB][01](_?[01])*|[0-9](_?[0-9])*)")
+
+
+def parse_int(text: str, low: int | None = None, high: int | None = None,
+              signed: bool = True) -> int:
+    """Click's IntArg: decimal, 0x hex, 0b binary, leading-0 octal, ``_`` between digits."""
+    if not _INT.fullmatch(text) or (not signed and text.startswith("-")):
+        raise ArgError("expected integer" if signed else "expected unsigned integer")
+    digits = text.replace("_", "")
+    sign = -1 if digits.startswith("-") else 1
+    body = digits.lstrip("+-")
+    if body[:2] in ("0x", "0X"):
+        value = int(body[2:], 16)
+    elif body[:2] in ("0b", "0B"):
+        value = int(body[2:], 2)
+    elif len(body) > 1 and body[0] == "0":
+        if any(c in "89" for c in body):
+            raise ArgError("expected integer")
+        value = int(body, 8)
+    else:
+        value = int(body)
+    value *= sign
+    if low is not None and value < low:
+        raise ArgError(f"out of range, bound {low}")
+    if high is not None and value > high:
+        raise ArgError(f"out of range, bound {high}")
+    return value
+
+
+def parse_uint(text: str, high: int = 0xFFFFFFFF) -> int:
+    """An unsigned 32-bit integer (Click's default for counts and sizes)."""
+    return parse_int(text, 0, high, signed=False)
+
+
+def parse_mac(text: str) -> bytes:
+    """Click's EtherAddressArg: six hex bytes separated by ``:`` or ``-``."""
+    parts = re.split(r"[:-]", text)
+    seps = set(re.findall(r"[:-]", text))
+    if (len(parts) != 6 or len(seps) != 1
+            or not all(re.fullmatch(r"[0-9a-fA-F]{1,2}", p) for p in parts)):
+        raise ArgError("expected Ethernet address")
+    return bytes(int(p, 16) for p in parts)
+
+
+def _ip_bytes(text: str) -> list[int] | None:
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4 or not all(p.isdigit() and p.isascii() for p in parts):
+        return None
+    values = [int(p) for p in parts]
+    return values if all(v <= 255 for v in values) else None
+
+
+def parse_ip(text: str) -> str:
+    """Click's IPAddressArg: a dotted quad, returned in canonical form."""
+    values = _ip_bytes(text)
+    if values is None or len(values) != 4:
+        raise ArgError("expected IP address")
+    return ".".join(map(str, values))
+
+
+def parse_ip_prefix(text: str, allow_bare_address: bool = False) -> tuple[str, int]:
+    """Click's IPPrefixArg: ``ADDR/LEN`` or ``ADDR/MASK`` -> (address, prefix length).
+
+    As in Click the address may be shortened (``10/8``) if the mask covers only
+    the bytes given; a mask that is not a prefix is rejected here because
+    ClickSteer only needs prefixes.
+    """
+    addr, slash, mask = text.rpartition("/")
+    if slash and mask:
+        values = _ip_bytes(addr)
+        length: int | None = None
+        if mask.isdigit() and mask.isascii() and int(mask) <= 32:
+            length = int(mask)
+        else:
+            mvalues = _ip_bytes(mask)
+            if mvalues is not None and len(mvalues) == 4:
+                bits = "".join(f"{v:08b}" for v in mvalues)
+                if "01" not in bits:
+                    length = bits.count("1")
+        if values is not None and length is not None and length <= 8 * len(values):
+            values += [0] * (4 - len(values))
+            return ".".join(map(str, values)), length
+    elif allow_bare_address:
+        return parse_ip(text), 32
+    raise ArgError("expected IP address prefix")
+
+
+_NUMBER = re.compile(r"[+]?([0-9](_?[0-9])*(\.([0-9](_?[0-9])*)?)?|\.[0-9](_?[0-9])*)([eE][+-]?[0-9]+)?")
+_SECONDS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0,
+            "d": 86400.0, "day": 86400.0}
+_SECOND_PREFIX = {"m": 1e-3, "u": 1e-6, "n": 1e-9}
+_BANDWIDTH = {"baud": 0.125, "bps": 0.125, "b/s": 0.125, "Bps": 1.0, "B/s": 1.0}
+_BANDWIDTH_PREFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def _split_unit(text: str, units: dict[str, float], prefixes: dict[str, float]
+                ) -> tuple[str, float] | None:
+    """Split ``text`` into number and unit factor; the unit may be absent."""
+    for unit in sorted(units, key=len, reverse=True):
+        if text.endswith(unit):
+            head = text[:-len(unit)]
+            if head and head[-1] in prefixes and _NUMBER.fullmatch(head[:-1]):
+                return head[:-1], units[unit] * prefixes[head[-1]]
+            if _NUMBER.fullmatch(head):
+                return head, units[unit]
+    if _NUMBER.fullmatch(text):
+        return text, 1.0
+    return None
+
+
+def parse_time(text: str) -> float:
+    """Click's SecondsArg: a number with optional unit (s, ms, us, ns, min, h, d), in seconds."""
+    split = _split_unit(text, _SECONDS, _SECOND_PREFIX)
+    if split is None:
+        raise ArgError("expected time in seconds")
+    return float(split[0].replace("_", "")) * split[1]
+
+
+def parse_bandwidth(text: str) -> float:
+    """Click's BandwidthArg: bytes per second; units bps/Bps/baud with k/M/G prefixes.
+
+    A bare number means bytes per second, as in Click.
+    """
+    split = _split_unit(text, _BANDWIDTH, _BANDWIDTH_PREFIX)
+    if split is None:
+        raise ArgError("expected bandwidth")
+    value = float(split[0].replace("_", "")) * split[1]
+    if value > 0xFFFFFFFF:
+        raise ArgError("out of range")
+    return value
