@@ -1,0 +1,201 @@
+"""A private Open vSwitch instance: the one module that runs Open vSwitch tools.
+
+The machine's Open vSwitch is never touched.  An instance lives in its own
+directory (``run/``, ``db/``, ``log/``) with its own database, sockets and
+pidfiles; every tool call names those sockets explicitly, and the daemons are
+stopped by the PIDs in their pidfiles.  Only the userspace datapath
+(``datapath_type=netdev``) works here (see DESIGN.md, "Facts about this machine").
+
+The userspace datapath keeps one tap device named ``ovs-netdev`` per network
+namespace, so only one such ovs-vswitchd can run in the root namespace at a
+time.  ClickSteer therefore shares one private instance (``default_root()``)
+between all fabrics on the machine; each fabric's bridges carry its run id,
+and the instance is stopped when the last fabric's bridges are gone.  The
+instance's lock serialises that decision against fabrics being built.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+DAEMONS = ("ovsdb-server", "ovs-vswitchd")
+OPENFLOW = "OpenFlow13"
+DATAPATH_TAP = "ovs-netdev"
+
+
+def default_root() -> Path:
+    """Where ClickSteer's shared private Open vSwitch lives (env ``CLICKSTEER_OVS_DIR``)."""
+    return Path(os.environ.get("CLICKSTEER_OVS_DIR", "/run/clicksteer-ovs"))
+
+
+class OVSError(RuntimeError):
+    """An Open vSwitch tool failed; the message carries the command and its stderr."""
+
+
+def run(argv: list[str], env: dict[str, str] | None = None, input_text: str | None = None) -> str:
+    """Run one command; return its stdout, raise OVSError with stderr when it fails."""
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, input=input_text)
+    if proc.returncode != 0:
+        raise OVSError(f"{' '.join(argv)}: {proc.stderr.strip() or f'exit status {proc.returncode}'}")
+    return proc.stdout
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class OVS:
+    """An ovsdb-server + ovs-vswitchd pair rooted in ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.rundir = self.root / "run"
+        self.dbdir = self.root / "db"
+        self.logdir = self.root / "log"
+        self.db_file = self.dbdir / "conf.db"
+        self.db_sock = self.rundir / "db.sock"
+        # The tools find per-bridge OpenFlow sockets (BRIDGE.mgmt) under OVS_RUNDIR.
+        self.env = {**os.environ, "OVS_RUNDIR": str(self.rundir), "OVS_DBDIR": str(self.dbdir),
+                    "OVS_LOGDIR": str(self.logdir), "OVS_SYSCONFDIR": str(self.root / "etc"),
+                    "OVS_PKGDATADIR": "/usr/share/openvswitch"}
+
+    # -- processes -------------------------------------------------------
+
+    def pidfile(self, daemon: str) -> Path:
+        return self.rundir / f"{daemon}.pid"
+
+    def ctl_socket(self, daemon: str) -> Path:
+        return self.rundir / f"{daemon}.ctl"
+
+    def pid(self, daemon: str) -> int | None:
+        """The PID of one of our daemons if its pidfile names a live process."""
+        try:
+            pid = int(self.pidfile(daemon).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def pids(self) -> dict[str, int]:
+        return {d: pid for d in DAEMONS if (pid := self.pid(d)) is not None}
+
+    def alive(self) -> bool:
+        return len(self.pids()) == len(DAEMONS)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the instance's lock (a flock on ``ROOT/lock``) for the duration of the block."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def start(self) -> bool:
+        """Start the daemons unless ours are already running; True when this call started them."""
+        if self.alive():
+            return False
+        self.stop()  # a half-dead instance (one daemon left) is restarted from scratch
+        if Path("/sys/class/net", DATAPATH_TAP).exists():
+            raise OVSError(f"another userspace Open vSwitch runs in this network namespace "
+                           f"(interface {DATAPATH_TAP} exists) and it is not the one in {self.root}; "
+                           f"set CLICKSTEER_OVS_DIR to its directory or stop it")
+        for d in (self.rundir, self.dbdir, self.logdir, self.root / "etc"):
+            d.mkdir(parents=True, exist_ok=True)
+        if not self.db_file.exists():
+            run(["ovsdb-tool", "create", str(self.db_file), str(SCHEMA)], self.env)
+        run(["ovsdb-server", str(self.db_file), f"--remote=punix:{self.db_sock}",
+             "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+             *self._daemon_args("ovsdb-server")], self.env)
+        self.vsctl("--no-wait", "init")
+        run(["ovs-vswitchd", f"unix:{self.db_sock}", *self._daemon_args("ovs-vswitchd")], self.env)
+        return True
+
+    def _daemon_args(self, daemon: str) -> list[str]:
+        return [f"--pidfile={self.pidfile(daemon)}", f"--unixctl={self.ctl_socket(daemon)}",
+                f"--log-file={self.logdir / (daemon + '.log')}", "--detach", "--no-chdir",
+                "-vconsole:off"]
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop our daemons (vswitchd first, so it leaves the database last), by PID.
+
+        vswitchd is asked to ``exit --cleanup``: its tap devices (one per
+        bridge, plus ``ovs-netdev``) are persistent and would outlive a plain
+        SIGTERM.
+        """
+        for daemon in reversed(DAEMONS):
+            pid = self.pid(daemon)
+            if pid is None:
+                continue
+            try:
+                self.appctl("exit", *(["--cleanup"] if daemon == "ovs-vswitchd" else []), daemon=daemon)
+            except OVSError:
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            self.pidfile(daemon).unlink(missing_ok=True)
+
+    # -- tools -----------------------------------------------------------
+
+    def vsctl(self, *args: str) -> str:
+        return run(["ovs-vsctl", f"--db=unix:{self.db_sock}", "--timeout=30", *args], self.env)
+
+    def ofctl(self, *args: str) -> str:
+        """ovs-ofctl speaking OpenFlow 1.3; bridge names resolve to our run directory."""
+        return run(["ovs-ofctl", "-O", OPENFLOW, *args], self.env)
+
+    def appctl(self, *args: str, daemon: str = "ovs-vswitchd") -> str:
+        return run(["ovs-appctl", f"--target={self.ctl_socket(daemon)}", *args], self.env)
+
+    def bridges(self) -> list[str]:
+        return self.vsctl("list-br").split()
+
+    def stop_if_idle(self) -> bool:
+        """Stop the instance when it has no bridge left (hold ``lock()``); True when stopped."""
+        if self.alive() and self.bridges():
+            return False
+        self.stop()
+        return True
+
+
+def add_port_args(bridge: str, port: str, ofport: int | None = None) -> list[str]:
+    """ovs-vsctl arguments (one ``--``-led command list) adding ``port`` to ``bridge``.
+
+    ``ofport_request`` keeps the OpenFlow port number stable when a port is
+    re-added; without it OVS hands out a new one.  Commands can be chained in
+    one ovs-vsctl transaction, which is much faster than one call per port.
+    """
+    args = ["--", "--may-exist", "add-port", bridge, port]
+    if ofport is not None:
+        args += ["--", "set", "Interface", port, f"ofport_request={ofport}"]
+    return args
+
+
+def add_port(ovs: OVS, bridge: str, port: str, ofport: int | None = None) -> None:
+    """Attach an existing interface to a bridge, optionally at a fixed OpenFlow port number."""
+    ovs.vsctl(*add_port_args(bridge, port, ofport))
+
+
+def del_port(ovs: OVS, bridge: str, port: str) -> None:
+    """Detach a port; detaching a port that is not there is not an error (safe to repeat)."""
+    ovs.vsctl("--if-exists", "del-port", bridge, port)
+
+
+def ofport(ovs: OVS, port: str) -> int:
+    """The OpenFlow port number OVS gave an interface (-1 while it is not working)."""
+    return int(ovs.vsctl("get", "Interface", port, "ofport").strip())
