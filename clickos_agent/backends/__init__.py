@@ -1,0 +1,1 @@
+"""Instance backends: ``emu`` (netns + Click runtime) and ``xen`` (ClickOS domains)."""

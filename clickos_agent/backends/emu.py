@@ -1,0 +1,347 @@
+"""The emu backend: an instance is a network namespace running the Click runtime.
+
+Per instance (``TAG`` is the agent's tag, ``SEQ`` its sequence number):
+
+- namespace ``csi-TAG-SEQ`` holding ``eth0``..``ethN-1`` (device 0..N-1 of the
+  config), each with the instance's MAC, TX checksum offload off, no IPv6;
+- their peers ``csiTAGSEQ.I`` in the root namespace, ports of the compute
+  host's learning bridge (the VALE stand-in) at OpenFlow port numbers derived
+  from SEQ;
+- a router process forked by the pre-imported worker (emu_worker.py), in its
+  own session, with its control socket and log in the agent's run directory.
+
+Every name is derived from TAG and SEQ and recorded before it is created, so
+``destroy`` and ``sweep`` remove exactly what this agent made.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from clickos_agent.agent import MAX_INTERFACES, BackendError, BadRequest, Conflict, Instance, Interface, NotFound
+from clickos_agent.backends import ifconf
+from topologies import netns
+from topologies.ovs import OVS, OVSError, add_port_args
+
+log = logging.getLogger(__name__)
+
+PREFIX = "csi"
+FIRST_OFPORT = 2            # port 1 is the compute host's uplink
+READY_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 2.0
+CONTROL_TIMEOUT_S = 5.0
+
+
+def namespace_name(tag: str, seq: int) -> str:
+    return f"{PREFIX}-{tag}-{seq}"
+
+
+def veth_name(tag: str, seq: int, index: int) -> str:
+    """The root-namespace end: 3 + 6 + 4 + 2 characters, within Linux's 15."""
+    return f"{PREFIX}{tag}{seq % 0x10000:x}.{index}"
+
+
+def ofport_for(seq: int, index: int) -> int:
+    return FIRST_OFPORT + (seq % 8000) * MAX_INTERFACES + index
+
+
+# -- processes ----------------------------------------------------------------
+
+def netns_inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def process_netns_inode(pid: int) -> int | None:
+    """The inode of a live (not zombie) process's network namespace."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            if handle.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                return None
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except (OSError, IndexError):
+        return None
+
+
+def pids_in_netns(inode: int) -> list[int]:
+    """Processes inside one network namespace (exact: by namespace inode, not by name)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and process_netns_inode(int(entry)) == inode:
+            found.append(int(entry))
+    return found
+
+
+def stop_processes(pids: list[int], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL whatever is still there after ``timeout``; wait until they are gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if process_netns_inode(p) is not None]
+            if pids:
+                time.sleep(0.002)
+        if not pids:
+            return
+
+
+class RouterSpawner:
+    """The agent's end of the fork server: ``spawn`` returns once the router is ready."""
+
+    def __init__(self, ready_timeout: float = READY_TIMEOUT_S) -> None:
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lock = threading.Lock()
+        self.pending: dict[int, tuple[threading.Event, list[dict[str, Any]]]] = {}
+        self.next_req = 0
+
+    def start(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        self.proc = subprocess.Popen([sys.executable, "-m", "clickos_agent.backends.emu_worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        threading.Thread(target=self._read, name="emu-worker-reader", daemon=True).start()
+
+    def stop(self) -> None:
+        """End the worker (closing its input); routers it forked keep running."""
+        if self.proc is not None:
+            self.proc.stdin.close()  # type: ignore[union-attr]
+            self.proc.wait(timeout=5)
+            self.proc = None
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            message = json.loads(line)
+            with self.lock:
+                waiter = self.pending.get(message["req"])
+            if waiter is not None:
+                waiter[1].append(message)
+                waiter[0].set()
+        with self.lock:  # the worker is gone: nobody will answer
+            for event, messages in self.pending.values():
+                messages.append({"event": "failed", "error": "the router fork server exited"})
+                event.set()
+
+    def spawn(self, request: dict[str, Any], on_pid: Callable[[int], None]) -> int:
+        """Fork a router; ``on_pid`` hears its PID at once (to be able to stop it); returns it when ready."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise BackendError("the router fork server is not running")
+        event, messages = threading.Event(), []
+        with self.lock:
+            self.next_req += 1
+            req = self.next_req
+            self.pending[req] = (event, messages)
+            self.proc.stdin.write((json.dumps({**request, "req": req}) + "\n").encode())  # type: ignore[union-attr]
+            self.proc.stdin.flush()  # type: ignore[union-attr]
+        deadline = time.monotonic() + self.ready_timeout
+        try:
+            while True:
+                if not event.wait(max(0.0, deadline - time.monotonic())):
+                    raise BackendError(f"the router was not ready after {self.ready_timeout:g} s")
+                with self.lock:
+                    event.clear()
+                    got, messages[:] = list(messages), []
+                for message in got:
+                    if message["event"] == "forked":
+                        on_pid(message["pid"])
+                    elif message["event"] == "ready":
+                        return message["pid"]
+                    else:
+                        raise BackendError(message["error"])
+        finally:
+            with self.lock:
+                del self.pending[req]
+
+
+# -- the control socket (Click's ControlSocket protocol) -------------------------
+
+def _control(path: str, command: bytes) -> tuple[int, str, bytes]:
+    """Send one command; return (code, message, data) of the answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(CONTROL_TIMEOUT_S)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            raise BackendError(f"cannot reach the router's control socket: {exc}") from None
+        stream = sock.makefile("rb")
+        stream.readline()  # the greeting, "Click::ControlSocket/1.3"
+        sock.sendall(command)
+        line = stream.readline().decode("utf-8", "replace").rstrip("\r\n")
+        if not line[:3].isdigit():
+            raise BackendError(f"unexpected answer from the control socket: {line!r}")
+        code, message = int(line[:3]), line[4:]
+        data = b""
+        if code == 200 and command.startswith(b"READ "):
+            header = stream.readline().decode().split()
+            if len(header) == 2 and header[0] == "DATA":
+                data = stream.read(int(header[1]))
+        return code, message, data
+
+
+def _handler_error(code: int, message: str, name: str) -> Exception:
+    if code in (510, 511):   # no such element / no such handler
+        return NotFound(f"{name}: {message}", field="handler")
+    if code == 530:          # permission denied (read of a write-only handler, or the reverse)
+        return Conflict(f"{name}: {message}", field="handler")
+    return BadRequest(f"{name}: {message}", field="value")
+
+
+# -- the backend ----------------------------------------------------------------
+
+class EmuBackend:
+    name = "emu"
+
+    def __init__(self, bridge: str, ovs: OVS, run_dir: str | os.PathLike[str],
+                 spawner: RouterSpawner | None = None) -> None:
+        self.bridge = bridge
+        self.ovs = ovs
+        self.run_dir = Path(run_dir)
+        self.spawner = spawner or RouterSpawner()
+
+    def open(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.spawner.start()
+
+    def close(self) -> None:
+        self.spawner.stop()
+
+    def plan(self, inst: Instance, tag: str) -> None:
+        n = inst.spec.interfaces
+        inst.interfaces = [Interface(i, inst.spec.macs[i], veth_name(tag, inst.seq, i), ofport_for(inst.seq, i))
+                           for i in range(n)]
+        base = self.run_dir / f"{tag}-{inst.seq}"
+        inst.handles = {"netns": namespace_name(tag, inst.seq), "pid": None,
+                        "devices": {str(i): f"eth{i}" for i in range(n)},
+                        "control_socket": f"{base}.ctl", "log": f"{base}.log", "config_file": f"{base}.click"}
+
+    def create(self, inst: Instance) -> None:
+        ns = inst.handles["netns"]
+        lines = [netns.add_netns_cmd(ns)]
+        for iface in inst.interfaces:
+            lines.append(netns.add_veth_cmd(iface.port, f"eth{iface.index}", peer_mac=iface.mac, peer_netns=ns))
+            lines.append(netns.no_ipv6_cmd(iface.port))
+            lines.append(netns.set_up_cmd(iface.port))
+        try:
+            netns.batch(lines)
+            for iface in inst.interfaces:
+                ifconf.tx_checksum_off(iface.port)
+        except (netns.NetError, OSError) as exc:
+            raise BackendError(str(exc)) from None
+
+    def attach(self, inst: Instance) -> None:
+        args: list[str] = []
+        for iface in inst.interfaces:
+            args += add_port_args(self.bridge, iface.port, iface.ofport)
+        try:
+            self.ovs.vsctl(*args)
+        except OVSError as exc:
+            raise BackendError(str(exc)) from None
+
+    def install(self, inst: Instance) -> None:
+        # The runtime takes the text directly; the file is for the operator (and the log's line numbers).
+        Path(inst.handles["config_file"]).write_text(inst.spec.config, encoding="utf-8")
+
+    def start(self, inst: Instance) -> None:
+        def record(pid: int) -> None:
+            inst.handles["pid"] = pid
+        Path(inst.handles["control_socket"]).unlink(missing_ok=True)
+        inst.handles["pid"] = self.spawner.spawn(
+            {"netns": str(netns.NETNS_DIR / inst.handles["netns"]), "config": inst.spec.config,
+             "devices": inst.handles["devices"], "control_socket": inst.handles["control_socket"],
+             "log": inst.handles["log"]}, record)
+
+    def destroy(self, inst: Instance) -> None:
+        ns = inst.handles.get("netns")
+        if not ns:
+            return
+        inode = netns_inode(str(netns.NETNS_DIR / ns))
+        if inode is not None:
+            stop_processes(pids_in_netns(inode))
+        errors = []
+        try:
+            ports: list[str] = []
+            for iface in inst.interfaces:
+                ports += ["--", "--if-exists", "del-port", self.bridge, iface.port]
+            if ports:
+                self.ovs.vsctl(*ports)
+        except OVSError as exc:
+            errors.append(str(exc))
+        try:
+            netns.del_netns(ns)   # its interfaces go with it, and their root-namespace peers
+            for iface in inst.interfaces:
+                netns.del_link(iface.port)
+        except netns.NetError as exc:
+            errors.append(str(exc))
+        for key in ("control_socket", "log", "config_file"):
+            Path(inst.handles[key]).unlink(missing_ok=True)
+        if errors:
+            raise BackendError("; ".join(errors))
+
+    def alive(self, inst: Instance) -> bool:
+        pid = inst.handles.get("pid")
+        inode = netns_inode(str(netns.NETNS_DIR / inst.handles["netns"]))
+        return pid is not None and inode is not None and process_netns_inode(pid) == inode
+
+    def sweep(self, tag: str, keep: list[Instance]) -> list[str]:
+        """Remove namespaces, ports, links and files carrying ``tag`` that no kept instance owns."""
+        kept_ns = {i.handles["netns"] for i in keep}
+        kept_ports = {iface.port for i in keep for iface in i.interfaces}
+        removed = []
+        for ns in netns.list_netns():
+            if ns.startswith(f"{PREFIX}-{tag}-") and ns not in kept_ns:
+                inode = netns_inode(str(netns.NETNS_DIR / ns))
+                if inode is not None:
+                    stop_processes(pids_in_netns(inode))
+                netns.del_netns(ns)
+                removed.append(f"netns {ns}")
+        try:
+            ports = self.ovs.vsctl("list-ports", self.bridge).split()
+        except OVSError:
+            ports = []
+        for port in ports:
+            if port.startswith(f"{PREFIX}{tag}") and port not in kept_ports:
+                self.ovs.vsctl("--if-exists", "del-port", self.bridge, port)
+                removed.append(f"port {port}")
+        for link in os.listdir("/sys/class/net"):
+            if link.startswith(f"{PREFIX}{tag}") and link not in kept_ports:
+                netns.del_link(link)
+                removed.append(f"link {link}")
+        kept_files = {Path(i.handles[k]).name for i in keep for k in ("control_socket", "log", "config_file")}
+        if self.run_dir.is_dir():
+            for path in self.run_dir.iterdir():
+                if path.name.startswith(f"{tag}-") and path.name not in kept_files:
+                    path.unlink(missing_ok=True)
+        return removed
+
+    def read_handler(self, inst: Instance, element: str, handler: str) -> str:
+        name = f"{element}.{handler}"
+        code, message, data = _control(inst.handles["control_socket"], f"READ {name}\r\n".encode())
+        if code != 200:
+            raise _handler_error(code, message, name)
+        return data.decode("utf-8", "replace")
+
+    def write_handler(self, inst: Instance, element: str, handler: str, value: str) -> None:
+        name = f"{element}.{handler}"
+        data = value.encode()
+        code, message, _ = _control(inst.handles["control_socket"],
+                                    f"WRITEDATA {name} {len(data)}\r\n".encode() + data)
+        if code != 200:
+            raise _handler_error(code, message, name)
