@@ -9,6 +9,7 @@ for different namespaces can run side by side (``run_parallel``).
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -50,9 +51,17 @@ def batch_argv(lines: Sequence[str], netns: str | None = None, force: bool = Fal
 
 
 def batch(lines: Sequence[str], netns: str | None = None, force: bool = False) -> None:
-    """Run ``ip`` commands (lines without the leading ``ip``) in one process."""
-    if lines:
-        run(batch_argv(lines, netns, force), input_text="\n".join(lines) + "\n")
+    """Run ``ip`` commands (lines without the leading ``ip``) in one process.
+
+    With ``force`` every line is tried and failures are not raised: for
+    clean-up, whose caller checks what is left.
+    """
+    if not lines:
+        return
+    argv = batch_argv(lines, netns, force)
+    proc = subprocess.run(argv, capture_output=True, text=True, input="\n".join(lines) + "\n")
+    if not force:
+        _check(argv, proc)
 
 
 def batch_parallel(batches: dict[str | None, list[str]]) -> None:
@@ -151,6 +160,34 @@ def del_link(name: str, netns: str | None = None) -> None:
         batch([del_link_cmd(name)], netns)
 
 
+def delete_links(names: Sequence[str]) -> None:
+    """Delete many interfaces at once (a veth takes its peer along); absent ones are skipped.
+
+    One by one, each deletion waits for the kernel to quiesce (~15 ms each).
+    Instead, the interfaces join a fresh interface group that is deleted in
+    one go, after checking the group holds exactly them; if it does not (some
+    other program picked the same group meanwhile), they go one by one.
+    """
+    present = [name for name in names if link_exists(name)]
+    if not present:
+        return
+    group = _free_group()
+    batch([f"link set {name} group {group}" for name in present], force=True)
+    members = {line.split(":")[1].strip().split("@")[0]
+               for line in run(["ip", "-o", "link", "show", "group", str(group)]).splitlines()}
+    if members == set(present):
+        batch([f"link delete group {group}"])
+    else:
+        batch([del_link_cmd(name) for name in present], force=True)
+
+
+def _free_group() -> int:
+    while True:
+        group = 0x10000 + secrets.randbelow(2**31 - 0x10000)
+        if not run(["ip", "-o", "link", "show", "group", str(group)]).strip():
+            return group
+
+
 def set_up_cmd(name: str, up: bool = True) -> str:
     return f"link set {name} {'up' if up else 'down'}"
 
@@ -182,8 +219,9 @@ def no_ipv6_cmd(name: str) -> str:
 
 
 def offload_off_argv(name: str, netns: str | None = None) -> list[str]:
+    """ethtool in ``netns``: nsenter switches the network namespace only, cheaper than ``ip netns exec``."""
     argv = ["ethtool", "-K", name, "tx", "off"]
-    return exec_argv(netns, argv) if netns else argv
+    return ["nsenter", f"--net={NETNS_DIR / netns}", *argv] if netns else argv
 
 
 def offload_off(name: str, netns: str | None = None) -> None:
