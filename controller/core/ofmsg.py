@@ -18,6 +18,10 @@ from typing import Union
 
 MatchValue = Union[int, str, tuple[int, int], tuple[str, str]]
 
+OFPP_IN_PORT = 0xFFFFFFF8          # output back where the packet came in (plain Output(in_port) drops it)
+OFPG_ALL = 0xFFFFFFFC              # every group, for DeleteGroups
+OFPTT_ALL = 0xFF                   # every table, for DeleteFlows
+
 
 @dataclass(frozen=True)
 class Output:
@@ -102,7 +106,25 @@ class Barrier:
     dpid: int
 
 
-Message = Union[FlowMod, GroupMod, Barrier]
+@dataclass(frozen=True)
+class DeleteFlows:
+    """Delete (non-strict) every flow whose cookie matches: ``flow.cookie & cookie_mask == cookie``."""
+
+    dpid: int
+    cookie: int
+    cookie_mask: int
+    table_id: int = OFPTT_ALL
+
+
+@dataclass(frozen=True)
+class DeleteGroups:
+    """Delete a group, or all of them (``OFPG_ALL``)."""
+
+    dpid: int
+    group_id: int = OFPG_ALL
+
+
+Message = Union[FlowMod, GroupMod, Barrier, DeleteFlows, DeleteGroups]
 
 
 def match(**fields: MatchValue) -> tuple[tuple[str, MatchValue], ...]:

@@ -1,0 +1,462 @@
+"""Flow compiler: topology + chains + placement + ready instances -> the desired flows of every switch.
+
+Pipeline (the same on every switch)::
+
+    table 0  STEER    chain classification at host-facing ports, MPLS transit,
+                      hand-over to instances, instance returns
+                      miss -> goto 2
+    table 1  RESTORE  entered only at a chain's exit: eth_src := the real MAC of
+                      the host that owns ipv4_src; goto 2 (miss -> goto 2)
+    table 2  FORWARD  normal forwarding by destination host, along the
+                      deterministic shortest path: IPv4 by ipv4_dst (the last
+                      switch also sets eth_dst to the host's MAC), ARP by
+                      arp_tpa (so ARP is unicast to its owner, no flooding)
+                      miss -> drop
+
+A chain's path, for a packet from a host in the classifier's source block:
+
+1. ingress (table 0, at the host's port): match in_port, ipv4_src = the host,
+   ipv4_dst in the destination block, protocol and ports.  The first hop's
+   instance is chosen here (see spreading), then the packet is *steered* to it.
+2. steering to instance Y from switch S: if Y's compute host hangs off S, set
+   eth_dst := Y's MAC, eth_src := the compute host's uplink MAC and output to
+   the compute port (OFPP_IN_PORT when that is where the packet came from);
+   otherwise push an MPLS label -- Y's own label, allocated by the planner --
+   and send it towards Y's switch, where transit switches forward by label and
+   Y's switch pops it and hands the plain packet in as above.
+3. return (table 0): the instance sends the packet back from its MAC to the
+   uplink MAC; match (in_port = compute port, eth_src = Y's MAC) and steer to
+   the next hop's instance, or, after the last hop, exit: goto table 1, which
+   restores eth_src, then table 2, which forwards to the destination and
+   restores eth_dst on the last switch.  Endpoints never see steering.
+
+Symmetric chains also classify replies (addresses and ports swapped) at the
+destination block's hosts and steer them through the same instances in
+reverse order.  Their return flows tell the two directions apart by matching
+the classifier fields (forward wins when a packet could be both).
+
+Spreading.  Select groups are not used: OVS hashes no UDP ports, and the
+choice must be the same at every switch and in both directions.  Instead the
+*client* address (ipv4_src going forward, ipv4_dst coming back) picks the
+instance: with n ready instances and b = bits to count n, slot = the b low
+bits of the client address and instance = slot mod n.  Ingress flows match the
+exact source host, so they know the slot; return flows and reverse ingress
+flows match the b low bits with a masked ipv4 match (standard in OpenFlow
+1.3).  Flows are thus spread per client host, both directions of a flow cross
+the same instance, and UDP behaves like TCP.
+
+Port ranges.  OpenFlow 1.3 has no range match.  A range of at most
+``EXACT_PORTS`` ports becomes exact matches; a wider one becomes the minimal
+set of (value, mask) prefixes, which needs masked tcp/udp port matches (an
+Open vSwitch extension) -- the price of not installing thousands of flows.
+
+Priorities.  Chains are ordered by their ``priority`` (dense rank of the
+distinct values in the plan), each rank owning ``LEVEL_STRIDE`` OpenFlow
+priorities above the lower tables' ones; within it, more spreading bits win
+(so a hop being scaled never leaves two equally ranked overlapping flows) and
+the forward direction wins over the reverse.
+
+Not ready.  Only instances in ``ready`` get traffic.  A hop without a ready
+instance is bypassed (``on_failure: open``) or the chain's traffic is dropped
+at its ingress (``closed``).
+
+Ranks.  Every flow gets a rank: its distance, in flows, from the end of any
+packet's journey through it (forwarding < restore < label transit and
+hand-over < returns, later hops first < classification).  ``diff`` installs
+in increasing and deletes in decreasing rank, which is make-before-break.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import product
+
+from chains.model import PROTOCOLS, Chain, Classifier, PortRange
+from controller.core import cookies
+from controller.core.errors import PlanError
+from controller.core.fabric import Fabric, fabric_for
+from controller.core.ofmsg import (OFPP_IN_PORT, Action, Flow, Group, MatchValue, Output, PopMpls, PushMpls,
+                                   SetField, match)
+from controller.core.placement import InstanceSpec, Placement
+from topologies.model import ComputeHost, Topology
+
+TABLE_STEER = 0
+TABLE_RESTORE = 1
+TABLE_FORWARD = 2
+
+PRIO_MISS = 0
+PRIO_FORWARD = 100           # tables 1 and 2
+PRIO_RETURN = 500            # + 16 if forward + spreading bits
+PRIO_DELIVER = 900           # MPLS transit and hand-over
+PRIO_CLASSIFY = 1000         # + LEVEL_STRIDE * chain level + 2 * spreading bits + 1 if forward
+LEVEL_STRIDE = 32
+MAX_LEVELS = (0xFFFF - PRIO_CLASSIFY) // LEVEL_STRIDE
+
+ETH_IP = 0x0800
+ETH_ARP = 0x0806
+ETH_MPLS = 0x8847
+EXACT_PORTS = 16
+
+FlowKey = tuple[int, int, int, tuple[tuple[str, MatchValue], ...]]
+GroupKey = tuple[int, int]
+
+
+@dataclass
+class Desired:
+    """What every switch should hold, plus what the operator wants to see about it.
+
+    ``ranks`` orders installation (see the module docstring); ``paths`` is, per
+    steered chain, the forward path of its first source host to its first
+    destination host: host, switches, instance ids, switches, host.
+    ``status`` says per chain whether and how it is steered.
+    """
+
+    flows: dict[FlowKey, Flow] = field(default_factory=dict)
+    groups: dict[GroupKey, Group] = field(default_factory=dict)
+    ranks: dict[FlowKey, int] = field(default_factory=dict)
+    paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    chain_ids: dict[str, int] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> Desired:
+        return cls()
+
+    def for_dpid(self, dpid: int) -> Desired:
+        """Only the flows and groups of one switch (for a switch that (re)connects)."""
+        flows = {k: f for k, f in self.flows.items() if k[0] == dpid}
+        return Desired(flows, {k: g for k, g in self.groups.items() if k[0] == dpid},
+                       {k: self.ranks[k] for k in flows}, dict(self.paths), dict(self.chain_ids),
+                       dict(self.status))
+
+    def dpids(self) -> set[int]:
+        return {k[0] for k in self.flows} | {k[0] for k in self.groups}
+
+
+def compile_fabric(topology: Topology, chains: Iterable[Chain], placement: Placement,
+                   ready: Collection[str]) -> Desired:
+    """The desired state of the whole fabric (see the module docstring)."""
+    chains = sorted(chains, key=lambda c: c.name)
+    fabric = fabric_for(topology)
+    base_flows, base_ranks = _base(topology)
+    desired = Desired(dict(base_flows), {}, dict(base_ranks), {},
+                      cookies.chain_ids(c.name for c in chains), {})
+    levels = {p: i for i, p in enumerate(sorted({c.priority for c in chains}))}
+    if len(levels) > MAX_LEVELS:
+        raise PlanError("", f"more than {MAX_LEVELS} distinct chain priorities")
+    compiler = _ChainCompiler(fabric, desired)
+    for chain in chains:
+        compiler.chain(chain, placement, ready, levels[chain.priority])
+    return desired
+
+
+# ---------------------------------------------------------------- normal forwarding
+
+
+@lru_cache(maxsize=4)
+def _base(topology: Topology) -> tuple[dict[FlowKey, Flow], dict[FlowKey, int]]:
+    """Table misses, source restoration and normal forwarding: they depend on the topology only.
+
+    Cached because a fabric of a thousand hosts has some 10^5 of them; callers copy.
+    """
+    fabric = fabric_for(topology)
+    flows: dict[FlowKey, Flow] = {}
+    ranks: dict[FlowKey, int] = {}
+    restore_rank = len(topology.switches) + 1
+    dpid = {s.name: s.dpid for s in topology.switches}
+
+    def add(flow: Flow, rank: int) -> None:
+        flows[flow.key] = flow
+        ranks[flow.key] = rank
+
+    normal = cookies.NORMAL
+    for switch in topology.switches:
+        add(Flow(switch.dpid, TABLE_STEER, PRIO_MISS, (), (), TABLE_FORWARD, normal), 0)
+        add(Flow(switch.dpid, TABLE_RESTORE, PRIO_MISS, (), (), TABLE_FORWARD, normal), 0)
+        add(Flow(switch.dpid, TABLE_FORWARD, PRIO_MISS, (), (), None, normal), 0)
+    for host in topology.hosts:
+        ip = str(host.ip.ip)
+        to_ip = match(eth_type=ETH_IP, ipv4_dst=ip)
+        to_arp = match(eth_type=ETH_ARP, arp_tpa=ip)
+        target = dpid[host.switch]
+        add(Flow(target, TABLE_FORWARD, PRIO_FORWARD, to_ip,
+                 (SetField("eth_dst", host.mac), Output(host.port)), None, normal), 0)
+        add(Flow(target, TABLE_FORWARD, PRIO_FORWARD, to_arp, (Output(host.port),), None, normal), 0)
+        distances = fabric.distances(host.switch)
+        for switch, nxt in fabric.next_hops(host.switch).items():
+            out = (Output(fabric.port(switch, nxt)),)
+            rank = distances[switch]
+            add(Flow(dpid[switch], TABLE_FORWARD, PRIO_FORWARD, to_ip, out, None, normal), rank)
+            add(Flow(dpid[switch], TABLE_FORWARD, PRIO_FORWARD, to_arp, out, None, normal), rank)
+    # Source restoration is needed where chains exit: on the switches of compute hosts.
+    for switch in sorted({c.switch for c in topology.computes}):
+        for host in topology.hosts:
+            add(Flow(dpid[switch], TABLE_RESTORE, PRIO_FORWARD,
+                     match(eth_type=ETH_IP, ipv4_src=str(host.ip.ip)),
+                     (SetField("eth_src", host.mac),), TABLE_FORWARD, normal), restore_rank)
+    return flows, ranks
+
+
+# ---------------------------------------------------------------- chains
+
+
+def _ip(value: int) -> str:
+    return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+
+
+def _masked_ip(net: ipaddress.IPv4Network | None, slot: int, bits: int) -> MatchValue | None | bool:
+    """The ipv4 match for "in ``net`` with low ``bits`` bits = ``slot``".
+
+    Returns None when that is any address (no match field), False when the
+    two constraints contradict each other (no packet can match).
+    """
+    value, mask = (int(net.network_address), int(net.netmask)) if net is not None else (0, 0)
+    low = (1 << bits) - 1
+    if (value ^ slot) & mask & low:
+        return False
+    value, mask = (value & mask) | slot, mask | low
+    if mask == 0:
+        return None
+    if mask == 0xFFFFFFFF:
+        return _ip(value)
+    return _ip(value), _ip(mask)
+
+
+def _bits(n: int) -> int:
+    return (n - 1).bit_length()
+
+
+def _port_values(ports: PortRange) -> list[MatchValue]:
+    """Exact ports for a small range, else the minimal (value, mask) prefix cover."""
+    lo, hi = ports
+    if hi - lo < EXACT_PORTS:
+        return list(range(lo, hi + 1))
+    out: list[MatchValue] = []
+    while lo <= hi:
+        size = lo & -lo if lo else 1 << 16
+        while lo + size - 1 > hi:
+            size //= 2
+        out.append(lo if size == 1 else (lo, 0xFFFF & ~(size - 1)))
+        lo += size
+    return out
+
+
+def _l4_matches(classifier: Classifier, forward: bool) -> list[dict[str, MatchValue]]:
+    """Protocol and port fields of one direction, one dict per flow needed."""
+    if classifier.protocol is None:
+        return [{}]
+    fields: dict[str, list[MatchValue]] = {"ip_proto": [classifier.protocol]}
+    if classifier.src_port is not None or classifier.dst_port is not None:
+        prefix = {PROTOCOLS["tcp"]: "tcp", PROTOCOLS["udp"]: "udp"}.get(classifier.protocol)
+        if prefix is None:
+            raise PlanError("", f"ports given for protocol {classifier.protocol}")
+        src, dst = (f"{prefix}_src", f"{prefix}_dst") if forward else (f"{prefix}_dst", f"{prefix}_src")
+        if classifier.src_port is not None:
+            fields[src] = _port_values(classifier.src_port)
+        if classifier.dst_port is not None:
+            fields[dst] = _port_values(classifier.dst_port)
+    names = sorted(fields)
+    return [dict(zip(names, values)) for values in product(*(fields[n] for n in names))]
+
+
+@dataclass
+class _Direction:
+    forward: bool
+    src: ipaddress.IPv4Network           # where packets of this direction come from
+    dst: ipaddress.IPv4Network
+    l4: list[dict[str, MatchValue]]
+    stages: list[tuple[InstanceSpec, ...]]   # ready instances per active hop, in crossing order
+
+    @property
+    def client(self) -> str:
+        """The field that holds the client's address (it picks instances)."""
+        return "ipv4_src" if self.forward else "ipv4_dst"
+
+
+def _net_field(net: ipaddress.IPv4Network | None) -> MatchValue | None:
+    """An ipv4 match for a block; None for "any"."""
+    if net is None or net.prefixlen == 0:
+        return None
+    if net.prefixlen == 32:
+        return str(net.network_address)
+    return str(net.network_address), str(net.netmask)
+
+
+class _ChainCompiler:
+    def __init__(self, fabric: Fabric, desired: Desired) -> None:
+        self.fabric = fabric
+        self.desired = desired
+        self.dpid = {s.name: s.dpid for s in fabric.topology.switches}
+        self.compute = fabric.topology.compute_by_name
+        n = len(fabric.topology.switches)
+        self.rank_label = n + 2              # hand-over; transit adds its distance
+        self.rank_return = 2 * n + 3         # exit; each earlier stage adds one
+        self.labelled: set[tuple[int, str]] = set()
+
+    def add(self, flow: Flow, rank: int) -> None:
+        flows, ranks = self.desired.flows, self.desired.ranks
+        key = flow.key
+        known = flows.get(key)
+        if known is not None and known != flow:
+            raise PlanError("", f"two different flows for {key}: {known} and {flow}")
+        flows[key] = flow
+        ranks[key] = max(rank, ranks.get(key, rank))
+
+    def chain(self, chain: Chain, placement: Placement, ready: Collection[str], level: int) -> None:
+        stages: list[tuple[InstanceSpec, ...]] = []
+        missing = []
+        for k, hop in enumerate(chain.hops):
+            specs = tuple(s for s in placement.get((chain.name, k), ()) if s.id in ready)
+            if specs:
+                stages.append(specs)
+            else:
+                missing.append(hop.name)
+        cid = self.desired.chain_ids[chain.name]
+        closed = bool(missing) and chain.on_failure == "closed"
+        try:
+            directions = [_Direction(True, chain.classifier.src, chain.classifier.dst,
+                                     _l4_matches(chain.classifier, True), stages)]
+            if chain.symmetric:
+                directions.append(_Direction(False, chain.classifier.dst, chain.classifier.src,
+                                             _l4_matches(chain.classifier, False), stages[::-1]))
+        except PlanError as e:
+            raise PlanError(chain.name, e.reason) from None
+        status = self.desired.status
+        if closed:
+            status[chain.name] = f"closed: no ready instance of hop(s) {', '.join(missing)}"
+        elif not stages:
+            status[chain.name] = "not steered: no hop has a ready instance"
+            return
+        else:
+            status[chain.name] = ("steered" if not missing else
+                                  f"steered, bypassing hop(s) {', '.join(missing)} (no ready instance)")
+        for d in directions:
+            if closed:
+                self._ingress(chain, cid, level, d, None)
+                continue
+            self._ingress(chain, cid, level, d, d.stages[0])
+            for j, specs in enumerate(d.stages):
+                following = d.stages[j + 1] if j + 1 < len(d.stages) else None
+                rank = self.rank_return + len(d.stages) - 1 - j
+                for spec in specs:
+                    self._return(chain, cid, d, spec, following, rank)
+        if not closed:
+            self.desired.paths[chain.name] = self._display_path(chain, stages)
+
+    def _ingress(self, chain: Chain, cid: int, level: int, d: _Direction,
+                 first: tuple[InstanceSpec, ...] | None) -> None:
+        """Classification at the host ports of the direction's source block; ``first`` None drops."""
+        dst = _net_field(d.dst)
+        n = len(first) if first else 1
+        bits = 0 if d.forward else _bits(n)
+        priority = PRIO_CLASSIFY + LEVEL_STRIDE * level + 2 * bits + d.forward
+        rank = self.rank_return + len(d.stages)
+        cookie = cookies.cookie(cid)
+        for host in self.fabric.hosts_in(d.src):
+            ip = str(host.ip.ip)
+            dpid = self.dpid[host.switch]
+            if d.forward:
+                slot = int(host.ip.ip) & ((1 << _bits(n)) - 1)
+                choices = [(dst, slot % n)]
+            else:
+                choices = [(v, slot % n) for slot in range(1 << bits)
+                           if (v := _masked_ip(d.dst, slot, bits)) is not False]
+            for dst_value, which in choices:
+                actions = () if first is None else self._steer(host.switch, host.port, first[which])
+                for l4 in d.l4:
+                    fields = dict(l4, in_port=host.port, eth_type=ETH_IP, ipv4_src=ip)
+                    if dst_value is not None:
+                        fields["ipv4_dst"] = dst_value
+                    self.add(Flow(dpid, TABLE_STEER, priority, match(**fields), actions, None, cookie), rank)
+
+    def _return(self, chain: Chain, cid: int, d: _Direction, spec: InstanceSpec,
+                following: tuple[InstanceSpec, ...] | None, rank: int) -> None:
+        """What to do with packets coming back from ``spec``: the next stage, or the exit."""
+        compute = self.compute[spec.compute]
+        dpid = self.dpid[compute.switch]
+        cookie = cookies.cookie(cid, spec.hop_index, spec.index)
+        n = len(following) if following else 1
+        bits = _bits(n)
+        priority = PRIO_RETURN + 16 * d.forward + bits
+        # Only a symmetric chain's instances see two directions; tell them apart by the classifier.
+        src, dst = (d.src, d.dst) if chain.symmetric else (None, None)
+        l4s = d.l4 if chain.symmetric else [{}]
+        client_net, other_field, other = (src, "ipv4_dst", _net_field(dst)) if d.forward else \
+            (dst, "ipv4_src", _net_field(src))
+        for slot in range(1 << bits):
+            client = _masked_ip(client_net, slot, bits)
+            if client is False:
+                continue
+            if following is None:
+                actions: tuple[Action, ...] = ()
+                goto: int | None = TABLE_RESTORE
+            else:
+                actions = self._steer(compute.switch, compute.port, following[slot % n])
+                goto = None
+            for l4 in l4s:
+                fields = dict(l4, in_port=compute.port, eth_src=spec.mac, eth_type=ETH_IP)
+                if client is not None:
+                    fields[d.client] = client
+                if other is not None:
+                    fields[other_field] = other
+                self.add(Flow(dpid, TABLE_STEER, priority, match(**fields), actions, goto, cookie), rank)
+
+    def _steer(self, switch: str, in_port: int, target: InstanceSpec) -> tuple[Action, ...]:
+        """Actions at ``switch`` that take a plain packet (arrived on ``in_port``) to ``target``."""
+        compute = self.compute[target.compute]
+        if compute.switch == switch:
+            return _hand_in(target, compute, OFPP_IN_PORT if compute.port == in_port else compute.port)
+        hops = self.fabric.next_hops(compute.switch)
+        if switch not in hops:
+            raise PlanError(target.chain, f"no path from switch {switch} to {target.compute}")
+        self._label_path(hops[switch], target, compute)
+        return PushMpls(ETH_MPLS), SetField("mpls_label", target.label), Output(self.fabric.port(switch, hops[switch]))
+
+    def _label_path(self, start: str, target: InstanceSpec, compute: ComputeHost) -> None:
+        """Transit flows for ``target``'s label from ``start`` on, and the hand-over at its switch."""
+        hops = self.fabric.next_hops(compute.switch)
+        distances = self.fabric.distances(compute.switch)
+        cookie = cookies.cookie(self.desired.chain_ids[target.chain], target.hop_index, target.index)
+        by_label = match(eth_type=ETH_MPLS, mpls_label=target.label)
+        switch = start
+        while (target.label, switch) not in self.labelled:
+            self.labelled.add((target.label, switch))
+            dpid = self.dpid[switch]
+            if switch == compute.switch:
+                actions = (PopMpls(ETH_IP),) + _hand_in(target, compute, compute.port)
+                self.add(Flow(dpid, TABLE_STEER, PRIO_DELIVER, by_label, actions, None, cookie), self.rank_label)
+                return
+            nxt = hops[switch]
+            self.add(Flow(dpid, TABLE_STEER, PRIO_DELIVER, by_label, (Output(self.fabric.port(switch, nxt)),),
+                          None, cookie), self.rank_label + distances[switch])
+            switch = nxt
+
+    def _display_path(self, chain: Chain, stages: list[tuple[InstanceSpec, ...]]) -> tuple[str, ...]:
+        sources = self.fabric.hosts_in(chain.classifier.src)
+        targets = self.fabric.hosts_in(chain.classifier.dst)
+        out: list[str] = []
+        at: str | None = None
+        if sources:
+            out.append(sources[0].name)
+            at = sources[0].switch
+        for specs in stages:
+            spec = specs[0]
+            switch = self.compute[spec.compute].switch
+            out += self._between(at, switch)
+            out.append(spec.id)
+            at = switch
+        if targets:
+            out += self._between(at, targets[0].switch)
+            out.append(targets[0].name)
+        return tuple(out)
+
+    def _between(self, at: str | None, switch: str) -> list[str]:
+        return [switch] if at is None else self.fabric.path(at, switch)
+
+
+def _hand_in(target: InstanceSpec, compute: ComputeHost, port: int) -> tuple[Action, ...]:
+    return SetField("eth_dst", target.mac), SetField("eth_src", compute.uplink_mac), Output(port)
+
