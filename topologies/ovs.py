@@ -51,10 +51,17 @@ def run(argv: list[str], env: dict[str, str] | None = None, input_text: str | No
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (exited, not yet reaped by whoever adopted it) does not."""
+    """Whether process ``pid`` still runs.
+
+    A zombie that is only waiting to be reaped (by whoever adopted the
+    daemon) does not; but a zombie leader whose other threads are still
+    winding down (closing sockets and devices) does.
+    """
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+            if stat.read().rpartition(")")[2].split()[0] not in ("Z", "X"):
+                return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
     except (OSError, IndexError):
         return False
 
