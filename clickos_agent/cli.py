@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from clickos_agent.click.cli import add_click_commands
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this part's subcommands to the ``clicksteer`` command."""
+    click = subparsers.add_parser("click", help="the Click language toolkit")
+    click_subparsers = click.add_subparsers(dest="click_command", metavar="SUBCOMMAND",
+                                            required=True)
+    add_click_commands(click_subparsers)
+    # `clicksteer click run` (the runtime) registers on click_subparsers here too.
