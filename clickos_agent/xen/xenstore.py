@@ -1,0 +1,126 @@
+"""Xenstore: the real one through the xenstore-* tools, and a stateful model.
+
+Both raise ``XenStoreError`` with the errno xenstored answers: ENOENT for a
+missing node, EACCES for a node the caller may not write, EINVAL for a bad
+path.  ``write_many`` is one transaction (``xenstore-write`` takes several
+path/value pairs and writes them in one), so a reader never sees half a config.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import subprocess
+from collections.abc import Iterable
+from typing import Protocol
+
+_PATH = re.compile(r"^/[A-Za-z0-9_@/.:-]*$")
+MAX_PATH = 3072   # XENSTORE_ABS_PATH_MAX
+
+
+class XenStoreError(OSError):
+    """A xenstore operation failed; ``errno`` says how, as xenstored's answer does."""
+
+
+def _error(code: int, path: str) -> XenStoreError:
+    return XenStoreError(code, f"{os.strerror(code)}: {path}")
+
+
+class XenStore(Protocol):
+    def read(self, path: str) -> str: ...
+    def exists(self, path: str) -> bool: ...
+    def list(self, path: str) -> list[str]: ...
+    def write_many(self, pairs: Iterable[tuple[str, str]]) -> None: ...
+    def rm(self, path: str) -> None: ...
+
+
+def write(store: XenStore, path: str, value: str) -> None:
+    store.write_many([(path, value)])
+
+
+class XenStoreCli:
+    """The real xenstore, through the xenstore-read/write/exists/list/rm tools (dom0)."""
+
+    def _run(self, argv: list[str], path: str) -> subprocess.CompletedProcess[str]:
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise XenStoreError(errno.ENOSYS, f"{argv[0]} is not installed (not a Xen dom0?)") from None
+        if proc.returncode != 0 and argv[0] != "xenstore-exists":
+            err = proc.stderr.strip()
+            code = errno.EACCES if "ermission" in err else errno.ENOENT if "couldn't" in err else errno.EIO
+            raise XenStoreError(code, f"{' '.join(argv[:2])}: {err or 'failed'} ({path})")
+        return proc
+
+    def read(self, path: str) -> str:
+        return self._run(["xenstore-read", path], path).stdout.rstrip("\n")
+
+    def exists(self, path: str) -> bool:
+        return self._run(["xenstore-exists", path], path).returncode == 0
+
+    def list(self, path: str) -> list[str]:
+        return self._run(["xenstore-list", path], path).stdout.split()
+
+    def write_many(self, pairs: Iterable[tuple[str, str]]) -> None:
+        flat = [item for pair in pairs for item in pair]
+        if flat:
+            self._run(["xenstore-write", *flat], flat[0])
+
+    def rm(self, path: str) -> None:
+        self._run(["xenstore-rm", path], path)
+
+
+class XenStoreModel:
+    """An in-memory xenstore: a tree of nodes, each with a value, created with its parents.
+
+    ``readonly`` lists subtrees the agent (dom0 tools acting for it) may not
+    write, to exercise EACCES; ``writes`` records every transaction for tests
+    that check exact keys and order.
+    """
+
+    def __init__(self, readonly: Iterable[str] = ()) -> None:
+        self.nodes: dict[str, str] = {"/": ""}
+        self.readonly = list(readonly)
+        self.writes: list[list[tuple[str, str]]] = []
+
+    @staticmethod
+    def _check(path: str) -> str:
+        if not _PATH.match(path) or len(path) > MAX_PATH or "//" in path or (path != "/" and path.endswith("/")):
+            raise _error(errno.EINVAL, path)
+        return path
+
+    def read(self, path: str) -> str:
+        if self._check(path) not in self.nodes:
+            raise _error(errno.ENOENT, path)
+        return self.nodes[path]
+
+    def exists(self, path: str) -> bool:
+        return self._check(path) in self.nodes
+
+    def list(self, path: str) -> list[str]:
+        if self._check(path) not in self.nodes:
+            raise _error(errno.ENOENT, path)
+        prefix = path.rstrip("/") + "/"
+        return sorted({p[len(prefix):].split("/")[0] for p in self.nodes if p.startswith(prefix) and p != prefix})
+
+    def write_many(self, pairs: Iterable[tuple[str, str]]) -> None:
+        pairs = list(pairs)
+        for path, _ in pairs:   # all or nothing, as a transaction
+            self._check(path)
+            if any(path == ro or path.startswith(ro + "/") for ro in self.readonly):
+                raise _error(errno.EACCES, path)
+        for path, value in pairs:
+            parts = path.strip("/").split("/")
+            for depth in range(1, len(parts)):
+                self.nodes.setdefault("/" + "/".join(parts[:depth]), "")
+            self.nodes[path] = value
+        self.writes.append(pairs)
+
+    def rm(self, path: str) -> None:
+        if self._check(path) not in self.nodes:
+            raise _error(errno.ENOENT, path)
+        if any(path == ro or path.startswith(ro + "/") for ro in self.readonly):
+            raise _error(errno.EACCES, path)
+        for node in [p for p in self.nodes if p == path or p.startswith(path + "/")]:
+            del self.nodes[node]
