@@ -1,0 +1,163 @@
+"""The OpenAPI 3 description of the controller's REST API (controller/api.py), written by hand.
+
+A test checks that every route the API serves is described here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR = _json(_ref("Error"), "refused; the body names the field at fault")
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "the chain's name"}
+_WAIT = {"name": "wait", "in": "query", "required": False,
+         "schema": {"type": "number", "minimum": 0, "maximum": 60},
+         "description": "answer once the chains are active or in error, waiting at most this many seconds"}
+_CHAIN_DOCUMENT = {
+    "required": True,
+    "description": "a chain document, as `clicksteer check` reads it (top level `chains:` and `functions:`)",
+    "content": {"application/yaml": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}}},
+}
+_AUTH = [{"bearer": []}]
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {
+            "error": {"type": "string"},
+            "field": {"type": "string", "description": "the key path or parameter at fault"},
+            "problems": {"type": "array", "items": _ref("Problem")},
+        },
+    },
+    "Problem": {
+        "type": "object",
+        "properties": {"file": {"type": "string"}, "line": {"type": "integer"}, "col": {"type": "integer"},
+                       "path": {"type": "string"}, "message": {"type": "string"}},
+    },
+    "ChainState": {"type": "string", "enum": ["pending", "booting", "active", "error"]},
+    "ChainSummary": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "state": _ref("ChainState"), "reason": {"type": "string"},
+                       "hops": {"type": "array", "items": {"type": "string"}},
+                       "priority": {"type": "integer"}, "instances": {"type": "integer"}},
+    },
+    "Counter": {"type": "object", "properties": {"packets": {"type": "integer"}, "bytes": {"type": "integer"}}},
+    "HopInstance": {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "compute": {"type": "string"}, "mac": {"type": "string"},
+                       "label": {"type": "integer"}, "state": {"type": "string"}, "reason": {"type": "string"},
+                       "counters": {"type": "object", "additionalProperties": _ref("Counter"),
+                                    "description": "count_in, count_out, count_drop of the instance"}},
+    },
+    "Chain": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"}, "state": _ref("ChainState"), "reason": {"type": "string"},
+            "since": {"type": "number"}, "priority": {"type": "integer"},
+            "on_failure": {"type": "string", "enum": ["open", "closed"]}, "symmetric": {"type": "boolean"},
+            "classifier": {"type": "object"},
+            "hops": {"type": "array", "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "function": {"type": "string"},
+                               "instances": {"type": "array", "items": _ref("HopInstance")}}}},
+            "path": {"description": "the switches and ports the chain's traffic takes"},
+        },
+    },
+    "Instance": {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "chain": {"type": "string"}, "hop": {"type": "string"},
+                       "hop_index": {"type": "integer"}, "index": {"type": "integer"},
+                       "compute": {"type": "string"}, "function": {"type": "string"},
+                       "mac": {"type": "string"}, "label": {"type": "integer"},
+                       "state": {"type": "string", "enum": ["booting", "running", "failed"]},
+                       "reason": {"type": "string"}},
+    },
+    "Topology": {
+        "type": "object",
+        "properties": {"name": {"type": "string"},
+                       "switches": {"type": "array", "items": {"type": "object"}},
+                       "hosts": {"type": "array", "items": {"type": "object"}},
+                       "computes": {"type": "array", "items": {"type": "object"}},
+                       "links": {"type": "array", "items": {"type": "object"}},
+                       "unexpected_switches": {"type": "array", "items": {"type": "string"}}},
+    },
+    "Health": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "degraded"]},
+            "switches": {"type": "object", "properties": {
+                "expected": {"type": "integer"}, "connected": {"type": "integer"},
+                "missing": {"type": "array", "items": {"type": "string"}},
+                "unexpected": {"type": "array", "items": {"type": "string"}},
+                "problems": {"type": "object"}}},
+            "chains": {"type": "object", "additionalProperties": {"type": "integer"}},
+        },
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.0 document."""
+    chains_list = {"type": "object", "properties": {"chains": {"type": "array", "items": _ref("ChainSummary")}}}
+    created = {"type": "object", "properties": {"chains": {"type": "array", "items": _ref("Chain")}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "ClickSteer controller", "version": "1",
+                 "description": "Steer traffic through chains of ClickOS middleboxes."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": SCHEMAS,
+        },
+        "paths": {
+            "/v1/chains": {
+                "get": {"summary": "every chain with its state", "operationId": "listChains",
+                        "responses": {"200": _json(chains_list, "the chains")}},
+                "post": {"summary": "add the chains of a document", "operationId": "createChains",
+                         "parameters": [_WAIT], "requestBody": _CHAIN_DOCUMENT, "security": _AUTH,
+                         "responses": {"201": _json(created, "accepted; states say how far they got"),
+                                       "400": _ERROR, "401": _ERROR, "409": _ERROR, "422": _ERROR}},
+            },
+            "/v1/chains/{name}": {
+                "parameters": [_NAME],
+                "get": {"summary": "one chain: state, placement, path, per-hop counters", "operationId": "getChain",
+                        "parameters": [{"name": "counters", "in": "query", "required": False,
+                                        "schema": {"type": "string", "enum": ["0", "1"]},
+                                        "description": "0 leaves out the instances' counters (faster)"}],
+                        "responses": {"200": _json(_ref("Chain"), "the chain"), "404": _ERROR}},
+                "put": {"summary": "create or replace one chain without dropping traffic",
+                        "operationId": "putChain", "parameters": [_WAIT], "requestBody": _CHAIN_DOCUMENT,
+                        "security": _AUTH,
+                        "responses": {"200": _json(_ref("Chain"), "replaced"),
+                                      "201": _json(_ref("Chain"), "created"),
+                                      "400": _ERROR, "401": _ERROR, "409": _ERROR, "422": _ERROR}},
+                "delete": {"summary": "remove a chain and release its instances", "operationId": "deleteChain",
+                           "security": _AUTH,
+                           "responses": {"200": _json({"type": "object"}, "deleted"),
+                                         "401": _ERROR, "404": _ERROR}},
+            },
+            "/v1/topology": {
+                "get": {"summary": "the fabric and which switches are connected", "operationId": "getTopology",
+                        "responses": {"200": _json(_ref("Topology"), "the topology")}}},
+            "/v1/instances": {
+                "get": {"summary": "every middlebox instance", "operationId": "listInstances",
+                        "responses": {"200": _json({"type": "object", "properties": {
+                            "instances": {"type": "array", "items": _ref("Instance")}}}, "the instances")}}},
+            "/v1/health": {
+                "get": {"summary": "switches connected vs expected; chains by state", "operationId": "health",
+                        "responses": {"200": _json(_ref("Health"), "health")}}},
+            "/v1/openapi.json": {
+                "get": {"summary": "this document", "operationId": "openapi",
+                        "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")}}},
+        },
+    }

@@ -1,0 +1,322 @@
+"""The os-ken application and its launcher: the ONLY module that imports os-ken.
+
+It runs on os-ken 4.2 (native threads: the hub type is pinned before the
+import) and falls back to Ryu 4.34, whose names are the same.  Events in:
+switches connecting (features + port descriptions), leaving, barrier replies
+and errors.  Messages out: the core's plain-data messages translated here
+(``to_osken``, a pure function), sent in phases separated by barriers whose
+replies confirm them.  The service (controller/service.py) decides what to
+send; this module only talks to switches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+os.environ.setdefault("OSKEN_HUB_TYPE", "native")
+
+try:
+    from os_ken import cfg
+    from os_ken.base import app_manager
+    from os_ken.controller import ofp_event
+    from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+    from os_ken.lib import hub
+    from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+
+    PROJECT = "os_ken"
+    OFP_HANDLER = "os_ken.controller.ofp_handler"
+except ImportError:  # pragma: no cover - the Ryu fallback is not installed here
+    from ryu import cfg  # type: ignore[no-redef]
+    from ryu.base import app_manager  # type: ignore[no-redef]
+    from ryu.controller import ofp_event  # type: ignore[no-redef]
+    from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls  # type: ignore[no-redef]
+    from ryu.lib import hub  # type: ignore[no-redef]
+    from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser  # type: ignore[no-redef]
+
+    PROJECT = "ryu"
+    OFP_HANDLER = "ryu.controller.ofp_handler"
+
+from controller.core.ofmsg import (
+    Action,
+    Barrier,
+    DeleteFlows,
+    DeleteGroups,
+    Flow,
+    FlowMod,
+    GroupAction,
+    GroupMod,
+    Message,
+    Output,
+    PopMpls,
+    PushMpls,
+    SetField,
+)
+from controller.southbound import SendResult, SwitchError, dpid_of, phases
+
+log = logging.getLogger(__name__)
+
+ofp = ofproto_v1_3
+parser = ofproto_v1_3_parser
+
+FLOW_COMMANDS = {"add": ofp.OFPFC_ADD, "modify_strict": ofp.OFPFC_MODIFY_STRICT,
+                 "delete_strict": ofp.OFPFC_DELETE_STRICT}
+GROUP_COMMANDS = {"add": ofp.OFPGC_ADD, "modify": ofp.OFPGC_MODIFY, "delete": ofp.OFPGC_DELETE}
+GROUP_TYPES = {"all": ofp.OFPGT_ALL, "select": ofp.OFPGT_SELECT, "indirect": ofp.OFPGT_INDIRECT,
+               "ff": ofp.OFPGT_FF}
+
+
+# ---- translation (pure) ---------------------------------------------------------------
+
+def _action(action: Action) -> Any:
+    if isinstance(action, Output):
+        return parser.OFPActionOutput(action.port, ofp.OFPCML_NO_BUFFER)
+    if isinstance(action, GroupAction):
+        return parser.OFPActionGroup(action.group_id)
+    if isinstance(action, SetField):
+        return parser.OFPActionSetField(**{action.field: action.value})
+    if isinstance(action, PushMpls):
+        return parser.OFPActionPushMpls(action.ethertype)
+    if isinstance(action, PopMpls):
+        return parser.OFPActionPopMpls(action.ethertype)
+    raise TypeError(f"not an action: {action!r}")
+
+
+def _instructions(flow: Flow) -> list[Any]:
+    out = []
+    if flow.actions:
+        out.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [_action(a) for a in flow.actions]))
+    if flow.goto_table is not None:
+        out.append(parser.OFPInstructionGotoTable(flow.goto_table))
+    return out
+
+
+def to_osken(message: Message, datapath: Any) -> Any:
+    """The os-ken message for one core message; ``datapath`` may be any object with ofproto attributes."""
+    if isinstance(message, FlowMod):
+        flow = message.flow
+        return parser.OFPFlowMod(
+            datapath, cookie=flow.cookie, table_id=flow.table_id, command=FLOW_COMMANDS[message.command],
+            priority=flow.priority, buffer_id=ofp.OFP_NO_BUFFER, out_port=ofp.OFPP_ANY,
+            out_group=ofp.OFPG_ANY, match=parser.OFPMatch(**dict(flow.match)),
+            instructions=[] if message.command == "delete_strict" else _instructions(flow))
+    if isinstance(message, GroupMod):
+        group = message.group
+        buckets = [parser.OFPBucket(weight=b.weight if group.type == "select" else 0,
+                                    watch_port=ofp.OFPP_ANY, watch_group=ofp.OFPG_ANY,
+                                    actions=[_action(a) for a in b.actions])
+                   for b in group.buckets]
+        return parser.OFPGroupMod(datapath, GROUP_COMMANDS[message.command], GROUP_TYPES[group.type],
+                                  group.group_id, [] if message.command == "delete" else buckets)
+    if isinstance(message, DeleteFlows):
+        return parser.OFPFlowMod(datapath, cookie=message.cookie, cookie_mask=message.cookie_mask,
+                                 table_id=message.table_id, command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
+                                 out_group=ofp.OFPG_ANY, match=parser.OFPMatch())
+    if isinstance(message, DeleteGroups):
+        return parser.OFPGroupMod(datapath, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, message.group_id, [])
+    if isinstance(message, Barrier):
+        return parser.OFPBarrierRequest(datapath)
+    raise TypeError(f"not a message: {message!r}")
+
+
+def error_text(msg: Any) -> str:
+    """A switch error as words: ``OFPET_BAD_MATCH/OFPBMC_BAD_FIELD``."""
+    try:
+        return f"{ofp.ofp_error_type_to_str(msg.type)}/{ofp.ofp_error_code_to_str(msg.type, msg.code)}"
+    except (KeyError, ValueError):
+        return f"error type {msg.type} code {msg.code}"
+
+
+# ---- the application -----------------------------------------------------------------------
+
+SwitchHooks = Any   # the service: switch_up(dpid, ports: dict[int, str]), switch_down(dpid)
+
+
+def _guarded(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """os-ken's event loop only logs a handler's exception, far from its cause: log it here, loudly."""
+    def wrapper(self: Any, ev: Any) -> None:
+        try:
+            handler(self, ev)
+        except Exception:  # noqa: BLE001 - keep the event loop alive, and say what failed
+            log.exception("handler %s failed on %s", handler.__name__, type(ev).__name__)
+    wrapper.__name__ = handler.__name__
+    return wrapper
+
+
+class _Pending:
+    """Barriers of one phase we wait for, and errors seen for that phase's messages."""
+
+    def __init__(self) -> None:
+        self.outstanding: set[tuple[int, int]] = set()
+        self.done = threading.Event()
+        self.errors: list[SwitchError] = []
+
+
+class ClickSteerApp(app_manager.OSKenApp):
+    OFP_VERSIONS = [ofp.OFP_VERSION]
+
+    def __init__(self, *args: Any, hooks: SwitchHooks = None, barrier_timeout: float = 10.0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hooks = hooks
+        self.barrier_timeout = barrier_timeout
+        self.datapaths: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._sent: dict[tuple[int, int], tuple[Message | None, _Pending]] = {}   # (dpid, xid) -> what
+        self._barriers: dict[tuple[int, int], _Pending] = {}
+
+    # -- events --------------------------------------------------------------------------
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    @_guarded
+    def _state_change(self, ev: Any) -> None:
+        dp = ev.datapath
+        if dp.id is None:
+            return
+        if ev.state == MAIN_DISPATCHER:
+            # Features and port descriptions are in (os-ken's handshake): the switch is ready.
+            with self._lock:
+                self.datapaths[dp.id] = dp
+            ports = {no: _port_name(port) for no, port in (dp.ports or {}).items() if no < ofp.OFPP_MAX}
+            log.info("switch %#x connected with %d ports", dp.id, len(ports))
+            if self.hooks is not None:
+                # A resync sends and waits for barrier replies, which this thread delivers: run it apart.
+                hub.spawn(self._call_hook, self.hooks.switch_up, dp.id, ports)
+        elif ev.state == DEAD_DISPATCHER:
+            with self._lock:
+                if self.datapaths.get(dp.id) is not dp:
+                    return   # an old connection of a switch that has already reconnected
+                del self.datapaths[dp.id]
+            log.info("switch %#x disconnected", dp.id)
+            self._fail_waits(dp.id)
+            if self.hooks is not None:
+                self._call_hook(self.hooks.switch_down, dp.id)
+
+    @staticmethod
+    def _call_hook(hook: Callable[..., None], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:  # noqa: BLE001 - a failing hook must not kill the switch's thread
+            log.exception("%s%r failed", getattr(hook, "__name__", hook), args)
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    @_guarded
+    def _barrier_reply(self, ev: Any) -> None:
+        key = (ev.msg.datapath.id, ev.msg.xid)
+        with self._lock:
+            pending = self._barriers.pop(key, None)
+            if pending is None:
+                return
+            pending.outstanding.discard(key)
+            if not pending.outstanding:
+                pending.done.set()
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    @_guarded
+    def _error(self, ev: Any) -> None:
+        msg = ev.msg
+        dpid = msg.datapath.id
+        reason = error_text(msg)
+        with self._lock:
+            sent = self._sent.pop((dpid, msg.xid), None)
+        if sent is None:
+            log.warning("switch %#x: error %s for xid %#x, not ours", dpid, reason, msg.xid)
+            return
+        message, pending = sent
+        log.warning("switch %#x refused %s: %s", dpid, message, reason)
+        pending.errors.append(SwitchError(dpid, message, reason))
+
+    # -- sending (any thread) ----------------------------------------------------------------
+
+    def connected(self) -> set[int]:
+        with self._lock:
+            return set(self.datapaths)
+
+    def send(self, messages: Sequence[Message]) -> SendResult:
+        """Send phase by phase; each phase is confirmed by barrier replies before the next goes."""
+        result = SendResult()
+        for batch, barrier_dpids in phases(messages):
+            result.merge(self._send_phase(batch, barrier_dpids))
+        return result
+
+    def _send_phase(self, batch: Sequence[Message], barrier_dpids: set[int]) -> SendResult:
+        result = SendResult()
+        pending = _Pending()
+        per_switch: dict[int, list[Message]] = {}
+        for message in batch:
+            per_switch.setdefault(dpid_of(message), []).append(message)
+        with self._lock:
+            datapaths = dict(self.datapaths)
+        for dpid in sorted(set(per_switch) | barrier_dpids):
+            dp = datapaths.get(dpid)
+            if dp is None:
+                result.unconfirmed.add(dpid)
+                continue
+            chunks = [self._serialize(dp, to_osken(m, dp), m, pending) for m in per_switch.get(dpid, ())]
+            if dpid in barrier_dpids:
+                barrier = parser.OFPBarrierRequest(dp)
+                chunks.append(self._serialize(dp, barrier, None, None))
+                with self._lock:
+                    pending.outstanding.add((dpid, barrier.xid))
+                    self._barriers[(dpid, barrier.xid)] = pending
+            # One write per switch per phase: os-ken's per-message queueing dominates large batches.
+            if not dp.send(b"".join(chunks)):
+                result.unconfirmed.add(dpid)
+        with self._lock:
+            waiting = bool(pending.outstanding)
+        if waiting and not pending.done.wait(self.barrier_timeout):
+            with self._lock:
+                late = {dpid for dpid, _ in pending.outstanding}
+                for key in pending.outstanding:
+                    self._barriers.pop(key, None)
+            result.unconfirmed |= late
+        with self._lock:
+            for key in [k for k, (_, p) in self._sent.items() if p is pending]:
+                del self._sent[key]
+        result.errors += pending.errors
+        return result
+
+    def _serialize(self, dp: Any, msg: Any, origin: Message | None, pending: _Pending | None) -> bytes:
+        with self._lock:   # os-ken's set_xid is not atomic, and the send thread shares it
+            dp.set_xid(msg)
+            if pending is not None:
+                self._sent[(dp.id, msg.xid)] = (origin, pending)
+        msg.serialize()
+        return bytes(msg.buf)
+
+    def _fail_waits(self, dpid: int) -> None:
+        """A switch left: nobody will answer its barriers, so stop waiting for them."""
+        with self._lock:
+            for key in [k for k in self._barriers if k[0] == dpid]:
+                pending = self._barriers.pop(key)
+                if not pending.done.is_set():
+                    pending.errors.append(SwitchError(dpid, None, "the switch disconnected"))
+                    pending.done.set()
+
+
+def _port_name(port: Any) -> str:
+    name = getattr(port, "name", b"")
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+
+
+# ---- the launcher ----------------------------------------------------------------------------
+
+def start(hooks: SwitchHooks, host: str, port: int, barrier_timeout: float = 10.0) -> ClickSteerApp:
+    """Start os-ken's OpenFlow server and our application (replaces the removed ``osken-manager``).
+
+    Returns at once; os-ken's threads serve switches in the background.  They
+    cannot be stopped cleanly (the listener loops forever), so a process that
+    started them ends with ``os._exit``.
+    """
+    cfg.CONF(args=[], project=PROJECT)
+    cfg.CONF.set_override("ofp_listen_host", host)
+    cfg.CONF.set_override("ofp_tcp_listen_port", port)
+    manager = app_manager.AppManager.get_instance()
+    manager.load_apps([OFP_HANDLER])
+    contexts = manager.create_contexts()
+    manager.applications_cls["clicksteer"] = ClickSteerApp
+    manager.instantiate_apps(hooks=hooks, barrier_timeout=barrier_timeout, **contexts)
+    return next(a for a in manager.applications.values() if isinstance(a, ClickSteerApp))

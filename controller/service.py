@@ -1,0 +1,472 @@
+"""The northbound facade: chains in, instances and flows out.  No os-ken here.
+
+The service holds the topology, the last good chains, their placement, the
+state of every instance, and what the switches have (``installed``).  Every
+change goes the same way: validate the whole request (loader, overlaps,
+placement, rendering, compilation) and change nothing when any of it fails;
+then commit, ask the agents for missing instances (in threads), compile the
+fabric with only ``running`` instances ready, diff against what is
+installed, and send the diff through the southbound (os-ken in production,
+a fake in tests).  A chain's state: ``pending`` -> ``booting`` -> ``active``,
+or ``error`` with the reason (a failed instance, a switch that refused one of
+its flows).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from types import MappingProxyType
+from typing import Any
+
+from chains import catalog
+from chains.errors import ConfigError, Problem
+from chains.loader import find_overlaps
+from chains.model import Chain, ChainSet, CustomFunction
+from controller.agents import AgentClient, AgentError
+from controller.core import cookies
+from controller.core.compiler import Desired, compile_fabric
+from controller.core.diff import diff, resync
+from controller.core.errors import PlanError
+from controller.core.ofmsg import FlowMod, GroupMod, Message
+from controller.core.placement import InstanceSpec, Placement, place
+from controller.southbound import SendResult, Southbound, dpid_of
+from topologies.model import Topology
+
+log = logging.getLogger(__name__)
+
+PENDING, BOOTING, ACTIVE, ERROR = "pending", "booting", "active", "error"
+RUNNING, FAILED = "running", "failed"
+COUNTER_ELEMENTS = ("count_in", "count_out", "count_drop")
+
+
+class NotFound(Exception):
+    """No chain of that name (404)."""
+
+
+class Conflict(Exception):
+    """The request clashes with what exists (409); ``field`` names where."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class Instance:
+    """What the controller knows of one instance it asked an agent for."""
+
+    spec: InstanceSpec
+    config: str                      # the Click config it was (or is being) booted with
+    state: str = BOOTING             # booting, running, failed
+    reason: str = ""
+
+
+@dataclass
+class ChainStatus:
+    state: str = PENDING
+    reason: str = ""
+    switch_error: str = ""           # sticky until the chain is replaced
+    since: float = field(default_factory=time.time)
+
+
+@dataclass
+class _Plan:
+    """A validated next state, computed before anything is committed."""
+
+    chains: dict[str, Chain]
+    functions: Mapping[str, CustomFunction]
+    placement: Placement
+    configs: dict[str, str]          # instance id -> rendered Click config
+
+
+class ChainService:
+    def __init__(self, topology: Topology, agents: Callable[[str], AgentClient],
+                 southbound: Southbound | None = None, now: Callable[[], float] = time.time) -> None:
+        self.topology = topology
+        self.agents = agents           # compute host's agent address -> client
+        self.southbound = southbound
+        self.now = now
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self.chains: dict[str, Chain] = {}
+        self.functions: Mapping[str, CustomFunction] = MappingProxyType({})
+        self.placement = Placement()
+        self.instances: dict[str, Instance] = {}
+        self.status: dict[str, ChainStatus] = {}
+        self.installed: Desired = compile_fabric(topology, [], Placement(), ())
+        self.connected: dict[int, dict[int, str]] = {}    # dpid -> port number -> name
+        self.port_problems: dict[int, list[str]] = {}
+
+    def attach(self, southbound: Southbound) -> None:
+        self.southbound = southbound
+
+    # ---- northbound: chains -------------------------------------------------------------
+
+    def create(self, chainset: ChainSet, filename: str = "<request>") -> list[str]:
+        """Add the document's chains; none of them may exist yet.  Returns their names."""
+        with self._lock:
+            for index, chain in enumerate(chainset.chains):
+                if chain.name in self.chains:
+                    raise Conflict(f"chain {chain.name!r} exists; replace it with PUT /v1/chains/{chain.name}",
+                                   field=f"chains[{index}].name")
+            self._apply({**self.chains, **{c.name: c for c in chainset.chains}}, chainset, filename)
+            return [c.name for c in chainset.chains]
+
+    def replace(self, name: str, chainset: ChainSet, filename: str = "<request>") -> bool:
+        """Create or replace one chain (the document holds exactly it); True when it was created."""
+        if len(chainset.chains) != 1 or chainset.chains[0].name != name:
+            found = [c.name for c in chainset.chains]
+            raise ConfigError([Problem(filename, 1, 1, f"the document must hold exactly the chain {name!r}, "
+                                                       f"found {found}", "chains")])
+        with self._lock:
+            created = name not in self.chains
+            self._apply({**self.chains, name: chainset.chains[0]}, chainset, filename)
+            return created
+
+    def delete(self, name: str) -> None:
+        """Remove a chain: normal forwarding is restored first, then its instances are released."""
+        with self._lock:
+            if name not in self.chains:
+                raise NotFound(name)
+            rest = {n: c for n, c in self.chains.items() if n != name}
+            self._commit(self._plan(rest, self.functions, ChainSet(), "<delete>"))
+
+    def wait(self, names: Collection[str], timeout: float) -> None:
+        """Block until every named chain is active or in error, or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while any(self.status.get(n, ChainStatus()).state in (PENDING, BOOTING) for n in names):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._changed.wait(left)
+
+    # ---- validation and commit ----------------------------------------------------------
+
+    def _apply(self, chains: dict[str, Chain], request: ChainSet, filename: str) -> None:
+        functions = self._merge_functions(request, filename)
+        self._check_overlaps(request, filename)
+        plan = self._plan(chains, functions, request, filename)
+        for chain in request.chains:
+            self.status.pop(chain.name, None)   # a new version starts with a clean slate
+        self._commit(plan)
+
+    def _merge_functions(self, request: ChainSet, filename: str) -> Mapping[str, CustomFunction]:
+        merged = dict(self.functions)
+        for name, function in request.functions.items():
+            used_elsewhere = any(hop.function == name for chain in self.chains.values()
+                                 if chain.name not in {c.name for c in request.chains} for hop in chain.hops)
+            if name in merged and merged[name] != function and used_elsewhere:
+                raise Conflict(f"function {name!r} is defined differently by chains already running",
+                               field=f"functions.{name}")
+            merged[name] = function
+        return MappingProxyType(merged)
+
+    def _check_overlaps(self, request: ChainSet, filename: str) -> None:
+        """A new chain's classifier may not overlap a running chain's at the same priority."""
+        replaced = {c.name for c in request.chains}
+        running = [c for n, c in sorted(self.chains.items()) if n not in replaced]
+        offset = len(running)
+        found = find_overlaps(list(enumerate([*running, *request.chains])))
+        problems = []
+        for index, message in found:
+            if index >= offset:
+                # The loader's message names positions in the list we built; name running chains instead.
+                text = re.sub(r"\(chains\[(\d+)\]\)",
+                              lambda m: "(running)" if int(m.group(1)) < offset
+                              else f"(chains[{int(m.group(1)) - offset}])", message)
+                problems.append(Problem(filename, 1, 1, text, f"chains[{index - offset}].classifier"))
+        if problems:
+            raise ConfigError(problems)
+
+    def _plan(self, chains: dict[str, Chain], functions: Mapping[str, CustomFunction],
+              request: ChainSet, filename: str) -> _Plan:
+        """Everything that can fail, before anything changes."""
+        positions = {c.name: i for i, c in enumerate(request.chains)}
+        try:
+            placement = place(self.topology, chains.values(), existing=self.placement.by_id())
+            compile_fabric(self.topology, chains.values(), placement, ())
+        except PlanError as exc:
+            at = positions.get(exc.chain)
+            raise ConfigError([Problem(filename, 1, 1, exc.reason,
+                                       f"chains[{at}]" if at is not None else "chains")]) from None
+        configs = {}
+        computes = self.topology.compute_by_name
+        for (chain_name, hop_index), specs in placement.items():
+            hop = chains[chain_name].hops[hop_index]
+            for spec in specs:
+                try:
+                    configs[spec.id] = catalog.render(hop.function, hop.params, instance_mac=spec.mac,
+                                                      uplink_mac=computes[spec.compute].uplink_mac,
+                                                      functions=functions)
+                except ConfigError as exc:
+                    at = positions.get(chain_name)
+                    where = f"chains[{at}].hops[{hop_index}]" if at is not None else f"chain {chain_name}"
+                    raise ConfigError([Problem(filename, p.line, p.col, p.message, f"{where}.{p.path}")
+                                       for p in exc.problems]) from None
+        return _Plan(chains, functions, placement, configs)
+
+    def _commit(self, plan: _Plan) -> None:
+        """Adopt a validated plan: steer, then boot what is new and release what is gone."""
+        wanted = plan.placement.by_id()
+        stale = {iid for iid, inst in self.instances.items()
+                 if iid not in wanted or plan.configs[iid] != inst.config}
+        self.chains, self.functions, self.placement = plan.chains, plan.functions, plan.placement
+        for name in list(self.status):
+            if name not in self.chains:
+                del self.status[name]
+        for name in self.chains:
+            self.status.setdefault(name, ChainStatus(since=self.now()))
+        # Stop steering into instances that go away (or change config) before releasing them.
+        gone = {iid: self.instances.pop(iid) for iid in stale}
+        new = [spec for iid, spec in wanted.items() if iid not in self.instances]
+        for spec in new:
+            self.instances[spec.id] = Instance(spec, plan.configs[spec.id])
+        self._reconcile()
+        for iid, inst in gone.items():
+            if iid not in wanted:
+                self._spawn(self._release, inst.spec)
+        for spec in new:
+            # A changed config under the same id: the boot thread deletes the old one first.
+            self._spawn(self._boot, spec, plan.configs[spec.id], spec.id in gone)
+
+    # ---- instances (agent threads) ---------------------------------------------------------
+
+    @staticmethod
+    def _spawn(target: Callable[..., None], *args: Any) -> None:
+        threading.Thread(target=target, args=args, daemon=True, name=f"{target.__name__}-{args[0].id}").start()
+
+    def _agent(self, spec: InstanceSpec) -> AgentClient:
+        return self.agents(self.topology.compute_by_name[spec.compute].agent)
+
+    def _boot(self, spec: InstanceSpec, config: str, replacing: bool) -> None:
+        body = {"id": spec.id, "chain": spec.chain, "hop": spec.hop_index, "function": spec.function,
+                "config": config, "interfaces": 1, "macs": [spec.mac]}
+        try:
+            agent = self._agent(spec)
+            if replacing:
+                agent.delete(spec.id)   # its old config must go before the new one boots under the same id
+            answer = agent.create(body, wait=True)
+            state, reason = answer.get("state", FAILED), answer.get("reason") or ""
+        except AgentError as exc:
+            state, reason = FAILED, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a thread must report, never die silently
+            log.exception("booting %s failed", spec.id)
+            state, reason = FAILED, f"internal error: {exc}"
+        with self._lock:
+            inst = self.instances.get(spec.id)
+            if inst is None or inst.config != config:
+                return     # released or replaced while it booted; that path cleans up
+            inst.state = RUNNING if state == RUNNING else FAILED
+            inst.reason = "" if state == RUNNING else (reason or f"the agent reports {state}")
+            log.info("instance %s: %s %s", spec.id, inst.state, inst.reason)
+            self._reconcile()
+
+    def _release(self, spec: InstanceSpec) -> None:
+        try:
+            self._agent(spec).delete(spec.id)
+        except AgentError as exc:
+            log.warning("releasing %s: %s", spec.id, exc)
+
+    # ---- flows ------------------------------------------------------------------------------
+
+    def _ready(self) -> set[str]:
+        return {iid for iid, inst in self.instances.items() if inst.state == RUNNING}
+
+    def _reconcile(self) -> None:
+        """Compile with the instances that are ready, send the diff, update the chains' states."""
+        desired = compile_fabric(self.topology, self.chains.values(), self.placement, self._ready())
+        messages = diff(self.installed, desired)
+        result = self._send(messages)
+        self.installed = desired
+        self._update_status(result)
+
+    def _send(self, messages: list[Message]) -> SendResult:
+        if not messages:
+            return SendResult()
+        if self.southbound is None:
+            return SendResult(unconfirmed={dpid_of(m) for m in messages})
+        return self.southbound.send(messages)
+
+    def _chain_of(self, message: Message | None) -> str | None:
+        """The chain whose flow (or group) a switch refused, from the cookie."""
+        ids = {cid: name for name, cid in self.installed.chain_ids.items()}
+        if isinstance(message, FlowMod):
+            fields_ = cookies.decode(message.flow.cookie)
+            return ids.get(fields_.chain_id) if fields_ else None
+        if isinstance(message, GroupMod):
+            # A group has no cookie: blame the chain whose flows point at it.
+            group = message.group
+            for flow in self.installed.flows.values():
+                if flow.dpid == group.dpid and any(getattr(a, "group_id", None) == group.group_id
+                                                   for a in flow.actions):
+                    fields_ = cookies.decode(flow.cookie)
+                    return ids.get(fields_.chain_id) if fields_ else None
+        return None
+
+    def _update_status(self, result: SendResult) -> None:
+        for error in result.errors:
+            name = self._chain_of(error.message)
+            if name is not None and name in self.status:
+                self.status[name].switch_error = f"switch {error.dpid:#x} refused a flow: {error.reason}"
+            else:
+                log.error("switch %#x: %s (no chain)", error.dpid, error.reason)
+        missing = {s.name for s in self.topology.switches if s.dpid not in self.connected}
+        for name, chain in self.chains.items():
+            status = self.status[name]
+            specs = [s for k in range(len(chain.hops)) for s in self.placement.get((name, k), ())]
+            failed = [f"instance {s.id}: {self.instances[s.id].reason}" for s in specs
+                      if self.instances[s.id].state == FAILED]
+            booting = [s.id for s in specs if self.instances[s.id].state == BOOTING]
+            if status.switch_error:
+                state, reason = ERROR, status.switch_error
+            elif failed:
+                state, reason = ERROR, "; ".join(failed)
+            elif booting:
+                state, reason = BOOTING, "waiting for instances " + ", ".join(booting)
+            elif missing:
+                state, reason = PENDING, "waiting for switches " + ", ".join(sorted(missing))
+            else:
+                state, reason = ACTIVE, ""
+            if (state, reason) != (status.state, status.reason):
+                status.state, status.reason, status.since = state, reason, self.now()
+        self._changed.notify_all()
+
+    # ---- southbound hooks (called by the os-ken application's threads) ----------------------
+
+    def switch_up(self, dpid: int, ports: Mapping[int, str]) -> None:
+        """A switch connected (or reconnected): check it against the topology, then resync it."""
+        problems = self._check_switch(dpid, ports)
+        for problem in problems:
+            log.warning("switch %#x: %s", dpid, problem)
+        with self._lock:
+            self.connected[dpid] = dict(ports)
+            self.port_problems[dpid] = problems
+            if self.southbound is None:
+                return
+            self._update_status(self._send(resync(self.installed, dpid)))
+
+    def switch_down(self, dpid: int) -> None:
+        with self._lock:
+            self.connected.pop(dpid, None)
+            self._update_status(SendResult())
+
+    def _check_switch(self, dpid: int, ports: Mapping[int, str]) -> list[str]:
+        switch = next((s for s in self.topology.switches if s.dpid == dpid), None)
+        if switch is None:
+            return [f"dpid {dpid:#x} is not in topology {self.topology.name}"]
+        expected = {link.a_port for link in self.topology.links if link.a == switch.name}
+        expected |= {link.b_port for link in self.topology.links if link.b == switch.name}
+        expected |= {h.port for h in self.topology.hosts if h.switch == switch.name}
+        expected |= {c.port for c in self.topology.computes if c.switch == switch.name}
+        missing = sorted(expected - set(ports))
+        return [f"{switch.name}: port {port} is in the topology but not on the switch" for port in missing]
+
+    # ---- views (JSON-ready) ------------------------------------------------------------------
+
+    def chain_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self.chains)
+
+    def chain_view(self, name: str, counters: bool = False) -> dict[str, Any]:
+        with self._lock:
+            chain = self.chains.get(name)
+            if chain is None:
+                raise NotFound(name)
+            status = self.status[name]
+            hops = []
+            for k, hop in enumerate(chain.hops):
+                specs = self.placement.get((name, k), ())
+                hops.append({"name": hop.name, "function": hop.function, "instances": [
+                    {"id": s.id, "compute": s.compute, "mac": s.mac, "label": s.label,
+                     "state": self.instances[s.id].state, "reason": self.instances[s.id].reason}
+                    for s in specs]})
+            view = {"name": name, "state": status.state, "reason": status.reason, "since": status.since,
+                    "priority": chain.priority, "on_failure": chain.on_failure, "symmetric": chain.symmetric,
+                    "classifier": to_json(chain.classifier), "hops": hops,
+                    "path": list(self.installed.paths.get(name, ())),
+                    "steering": self.installed.status.get(name, "")}
+            specs = [s for k in range(len(chain.hops)) for s in self.placement.get((name, k), ())]
+        if counters:
+            # Outside the lock: agents answer at their own pace.
+            by_id = {s.id: s for s in specs}
+            for hop in view["hops"]:
+                for inst in hop["instances"]:
+                    inst["counters"] = self._counters(by_id[inst["id"]]) if inst["state"] == RUNNING else {}
+        return view
+
+    def _counters(self, spec: InstanceSpec) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        agent = self._agent(spec)
+        for element in COUNTER_ELEMENTS:
+            try:
+                out[element] = {"packets": int(agent.read_handler(spec.id, element, "count")),
+                                "bytes": int(agent.read_handler(spec.id, element, "byte_count"))}
+            except (AgentError, ValueError):
+                continue   # count_drop exists only in functions that drop
+        return out
+
+    def chains_summary(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"name": n, "state": self.status[n].state, "reason": self.status[n].reason,
+                     "hops": [h.name for h in c.hops], "priority": c.priority,
+                     "instances": sum(len(self.placement.get((n, k), ())) for k in range(len(c.hops)))}
+                    for n, c in sorted(self.chains.items())]
+
+    def instances_view(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"id": iid, "chain": i.spec.chain, "hop": i.spec.hop, "hop_index": i.spec.hop_index,
+                     "index": i.spec.index, "compute": i.spec.compute, "function": i.spec.function,
+                     "mac": i.spec.mac, "label": i.spec.label, "state": i.state, "reason": i.reason}
+                    for iid, i in sorted(self.instances.items())]
+
+    def topology_view(self) -> dict[str, Any]:
+        with self._lock:
+            topo = self.topology
+            return {
+                "name": topo.name,
+                "switches": [{"name": s.name, "dpid": f"{s.dpid:#x}", "connected": s.dpid in self.connected,
+                              "problems": self.port_problems.get(s.dpid, [])} for s in topo.switches],
+                "hosts": [{"name": h.name, "ip": str(h.ip), "mac": h.mac, "switch": h.switch, "port": h.port}
+                          for h in topo.hosts],
+                "computes": [{"name": c.name, "switch": c.switch, "port": c.port, "agent": c.agent,
+                              "uplink_mac": c.uplink_mac, "capacity": c.capacity} for c in topo.computes],
+                "links": [{"a": link.a, "a_port": link.a_port, "b": link.b, "b_port": link.b_port}
+                          for link in topo.links],
+                "unexpected_switches": [f"{d:#x}" for d in sorted(self.connected)
+                                        if d not in {s.dpid for s in topo.switches}],
+            }
+
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            expected = {s.dpid: s.name for s in self.topology.switches}
+            connected = [expected[d] for d in sorted(self.connected) if d in expected]
+            problems = {f"{d:#x}": p for d, p in sorted(self.port_problems.items()) if p}
+            states: dict[str, int] = {}
+            for status in self.status.values():
+                states[status.state] = states.get(status.state, 0) + 1
+            ready = len(connected) == len(expected) and not problems
+            return {"status": "ok" if ready else "degraded",
+                    "switches": {"expected": len(expected), "connected": len(connected),
+                                 "missing": sorted(set(expected.values()) - set(connected)),
+                                 "unexpected": [f"{d:#x}" for d in sorted(self.connected) if d not in expected],
+                                 "problems": problems},
+                    "chains": states}
+
+
+def to_json(value: Any) -> Any:
+    """Plain JSON data from dataclasses, tuples, networks and the like."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_json(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

@@ -1,0 +1,252 @@
+"""The controller's service with a fake southbound and fake agents: no switch, no thread races.
+
+Agents answer in the test's thread when the test releases them, so every
+state the service goes through is observed, never timed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chains.errors import ConfigError
+from chains.loader import load_chains
+from controller.agents import AgentError
+from controller.core.ofmsg import Barrier, DeleteFlows, FlowMod, GroupMod, Message, SetField
+from controller.service import ChainService, Conflict, NotFound
+from controller.southbound import SendResult, SwitchError, dpid_of, phases
+from topologies.loader import load_topology
+
+TOPO = Path(__file__).resolve().parent.parent / "topologies" / "leaf-spine.yaml"
+
+WEB = """
+chains:
+  - name: web
+    classifier: {src: 10.0.1.0/24, dst: 10.0.2.0/24, protocol: tcp, dst_port: 80}
+    hops:
+      - {name: fw, function: firewall, params: {default: allow}}
+      - {name: mon, function: monitor}
+      - {name: pass, function: passthrough}
+"""
+
+
+class FakeAgent:
+    """Instances boot when the test says so (``settle``); ``fail`` makes one fail."""
+
+    def __init__(self) -> None:
+        self.instances: dict[str, dict[str, Any]] = {}
+        self.deleted: list[str] = []
+        self.fail: set[str] = set()
+        self.gates: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+        self.auto = False
+
+    def create(self, body: dict[str, Any], wait: bool) -> dict[str, Any]:
+        with self.lock:
+            gate = self.gates.setdefault(body["id"], threading.Event())
+            if self.auto:
+                gate.set()
+        gate.wait(10)
+        if body["id"] in self.fail:
+            raise AgentError(f"instance {body['id']} crashed", 500)
+        with self.lock:
+            self.instances[body["id"]] = {**body, "state": "running"}
+        return self.instances[body["id"]]
+
+    def get(self, instance_id: str) -> dict[str, Any] | None:
+        return self.instances.get(instance_id)
+
+    def delete(self, instance_id: str) -> None:
+        with self.lock:
+            self.instances.pop(instance_id, None)
+            self.deleted.append(instance_id)
+
+    def read_handler(self, instance_id: str, element: str, handler: str) -> str:
+        if element == "count_drop":
+            raise AgentError("no such element", 404)
+        return "7" if handler == "count" else "700"
+
+
+class FakeSwitches:
+    """Records what is sent; refuses flows whose cookie is in ``refuse``."""
+
+    def __init__(self, dpids: set[int]) -> None:
+        self.dpids = dpids
+        self.sent: list[Message] = []
+        self.refuse: set[int] = set()
+
+    def send(self, messages: Sequence[Message]) -> SendResult:
+        result = SendResult()
+        for message in messages:
+            if dpid_of(message) not in self.dpids:
+                result.unconfirmed.add(dpid_of(message))
+                continue
+            self.sent.append(message)
+            if isinstance(message, FlowMod) and message.flow.cookie in self.refuse:
+                result.errors.append(SwitchError(message.flow.dpid, message, "OFPET_BAD_MATCH/OFPBMC_BAD_FIELD"))
+        return result
+
+
+@pytest.fixture
+def setup() -> tuple[ChainService, FakeAgent, FakeSwitches]:
+    topology = load_topology(TOPO)
+    agent = FakeAgent()
+    switches = FakeSwitches({s.dpid for s in topology.switches})
+    service = ChainService(topology, agents=lambda address: agent, southbound=switches, now=lambda: 0.0)
+    for switch in topology.switches:
+        ports = {n: f"p{n}" for n in range(1, 6)}
+        service.switch_up(switch.dpid, ports)
+    return service, agent, switches
+
+
+def boot_all(service: ChainService, agent: FakeAgent, names: Sequence[str]) -> None:
+    with agent.lock:
+        agent.auto = True
+        for gate in agent.gates.values():
+            gate.set()
+    service.wait(names, 10)
+
+
+def test_phases_split_at_barrier_runs() -> None:
+    a = FlowMod("add", _flow(1))
+    b = FlowMod("add", _flow(2))
+    c = FlowMod("add", _flow(1, priority=5))
+    out = phases([a, b, Barrier(1), Barrier(2), c, Barrier(1)])
+    assert out == [([a, b], {1, 2}), ([c], {1})]
+    # A batch without barriers is still confirmed on every switch it touched.
+    assert phases([a, b]) == [([a, b], {1, 2})]
+
+
+def handovers(service: ChainService, macs: set[str]) -> set[str]:
+    """The instance MACs that installed flows hand packets to."""
+    return {a.value for f in service.installed.flows.values() for a in f.actions
+            if isinstance(a, SetField) and a.field == "eth_dst" and a.value in macs}
+
+
+def _flow(dpid: int, priority: int = 1) -> Any:
+    from controller.core.ofmsg import Flow, Output, match
+    return Flow(dpid, 0, priority, match(in_port=1), (Output(2),))
+
+
+def test_chain_goes_booting_then_active_and_steers_only_ready_instances(setup: Any) -> None:
+    service, agent, switches = setup
+    assert service.create(load_chains(WEB, "web.yaml")) == ["web"]
+    view = service.chain_view("web")
+    assert view["state"] == "booting"
+    assert [h["name"] for h in view["hops"]] == ["fw", "mon", "pass"]
+    macs = {i["mac"] for h in view["hops"] for i in h["instances"]}
+    # Traffic is handed to an instance (eth_dst := its MAC) only once it runs.
+    assert not handovers(service, macs)
+    boot_all(service, agent, ["web"])
+    view = service.chain_view("web", counters=True)
+    assert view["state"] == "active", view
+    assert set(agent.instances) == {i["id"] for h in view["hops"] for i in h["instances"]}
+    assert handovers(service, macs) == macs
+    installed = {m.flow.key for m in switches.sent if isinstance(m, FlowMod) and m.command != "delete_strict"}
+    assert set(service.installed.flows) <= installed
+    assert view["hops"][0]["instances"][0]["counters"]["count_in"] == {"packets": 7, "bytes": 700}
+    assert view["path"]
+
+
+def test_bad_chain_changes_nothing(setup: Any) -> None:
+    service, agent, switches = setup
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    sent, instances = len(switches.sent), dict(service.instances)
+    overlapping = WEB.replace("name: web", "name: web2")
+    with pytest.raises(ConfigError) as err:
+        service.create(load_chains(overlapping, "web2.yaml"))
+    assert err.value.problems[0].path == "chains[0].classifier"
+    with pytest.raises(Conflict):
+        service.create(load_chains(WEB, "web.yaml"))
+    assert len(switches.sent) == sent and service.instances == instances
+    assert service.chain_names() == ["web"] and service.chain_view("web")["state"] == "active"
+
+
+def test_replace_keeps_unchanged_instances_and_reboots_changed_ones(setup: Any) -> None:
+    service, agent, switches = setup
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    old = {i["id"] for i in service.instances_view()}
+    fw = service.placement["web", 0][0].id
+    old_config = agent.instances[fw]["config"]
+    changed = WEB.replace("params: {default: allow}", "params: {default: deny}")
+    assert service.replace("web", load_chains(changed, "web.yaml")) is False
+    service.wait(["web"], 10)
+    assert {i["id"] for i in service.instances_view()} == old
+    assert service.chain_view("web")["state"] == "active"
+    assert agent.deleted == [fw]           # only the changed hop's instance was rebooted
+    assert agent.instances[fw]["config"] != old_config
+
+
+def test_delete_restores_forwarding_then_releases_instances(setup: Any) -> None:
+    service, agent, switches = setup
+    baseline = dict(service.installed.flows)
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    service.delete("web")
+    assert service.installed.flows == baseline
+    for _ in range(100):      # releases run in threads; wait for them by joining, not by time
+        if not agent.instances:
+            break
+        for thread in threading.enumerate():
+            if thread.name.startswith("_release"):
+                thread.join()
+    assert not agent.instances
+    with pytest.raises(NotFound):
+        service.delete("web")
+
+
+def test_switch_error_marks_the_chain_that_caused_it(setup: Any) -> None:
+    service, agent, switches = setup
+    service.create(load_chains(WEB, "web.yaml"))
+    chain_id = service.installed.chain_ids["web"]
+    from controller.core import cookies
+    switches.refuse = {cookies.cookie(chain_id)} | {cookies.cookie(chain_id, h, i) for h in range(3)
+                                                    for i in (0, None)}
+    boot_all(service, agent, ["web"])
+    view = service.chain_view("web")
+    assert view["state"] == "error"
+    assert "OFPBMC_BAD_FIELD" in view["reason"]
+
+
+def test_failed_instance_puts_the_chain_in_error(setup: Any) -> None:
+    service, agent, switches = setup
+    agent.fail = {"web-mon-0"}
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    view = service.chain_view("web")
+    assert view["state"] == "error" and "crashed" in view["reason"]
+
+
+def test_reconnecting_switch_is_resynced_from_scratch(setup: Any) -> None:
+    service, agent, switches = setup
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    dpid = service.topology.switches[0].dpid
+    service.switch_down(dpid)
+    assert service.health()["switches"]["connected"] == len(service.topology.switches) - 1
+    assert service.chain_view("web")["state"] == "pending"
+    mark = len(switches.sent)
+    service.switch_up(dpid, {n: f"p{n}" for n in range(1, 6)})
+    resent = switches.sent[mark:]
+    assert isinstance(resent[0], DeleteFlows) and resent[0].dpid == dpid
+    flows = {m.flow.key for m in resent if isinstance(m, FlowMod)}
+    assert flows == {k for k in service.installed.flows if k[0] == dpid}
+    assert not [m for m in resent if isinstance(m, GroupMod) and m.group.dpid != dpid]
+    assert service.chain_view("web")["state"] == "active"
+
+
+def test_port_mismatch_is_reported(setup: Any) -> None:
+    service, _, _ = setup
+    leaf1 = service.topology.switch_by_name["leaf1"].dpid
+    service.switch_up(leaf1, {1: "a", 2: "b"})
+    health = service.health()
+    assert health["status"] == "degraded"
+    assert any("port 5" in p for p in health["switches"]["problems"][f"{leaf1:#x}"])
+    service.switch_up(0xDEAD, {})
+    assert service.health()["switches"]["unexpected"] == ["0xdead"]
