@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from clickos_agent.click.cli import add_click_commands
+from clickos_agent.click.runcli import add_run_command
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,4 +14,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     click_subparsers = click.add_subparsers(dest="click_command", metavar="SUBCOMMAND",
                                             required=True)
     add_click_commands(click_subparsers)
-    # `clicksteer click run` (the runtime) registers on click_subparsers here too.
+    add_run_command(click_subparsers)

@@ -15,11 +15,18 @@ An element class declares, as Click's C++ elements do:
 At run time the router wires ``self.out[i]`` (a callable taking a Packet: the
 push into the element downstream of output i) and ``self.pull_in[i]`` (a
 callable returning the next Packet or None from upstream of input i).
+Before ``configure`` it sets ``input_modes``/``output_modes`` (``"h"`` or
+``"l"`` per port, agnostic ports resolved as Click does), so an element can ask
+``input_is_pull(0)``.  Wiring asks the downstream element for
+``push_callable(port)`` and the upstream one for ``pull_callable(port)``; an
+element may override them to hand out a specialised bound method (the fast
+path: no port argument, no per-packet dispatch).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -60,6 +67,37 @@ class Element:
         self.pull_in: list[Callable[[], Packet | None]] = []
         self.read_handlers: dict[str, ReadHandler] = {}
         self.write_handlers: dict[str, WriteHandler] = {}
+        self.input_modes: list[str] = ["h"] * ninputs
+        self.output_modes: list[str] = ["h"] * noutputs
+
+    def input_is_pull(self, port: int) -> bool:
+        return self.input_modes[port] == "l"
+
+    def output_is_push(self, port: int) -> bool:
+        return self.output_modes[port] == "h"
+
+    def checked_push(self, port: int, packet: Packet) -> None:
+        """Push out of ``port`` if the element has it, else drop (Click's checked_output_push)."""
+        if port < len(self.out):
+            self.out[port](packet)
+
+    def push_callable(self, port: int) -> Callable[[Packet], None]:
+        """What an upstream element calls to push into input ``port``."""
+        if type(self).push is Element.push:
+            # 1-in/1-out agnostic element: apply simple_action without the port dispatch
+            action = self.simple_action
+            out = self.out
+
+            def push_simple(packet: Packet) -> None:
+                result = action(packet)
+                if result is not None:
+                    out[0](result)
+            return push_simple
+        return partial(self.push, port)
+
+    def pull_callable(self, port: int) -> Callable[[], Packet | None]:
+        """What a downstream element calls to pull from output ``port``."""
+        return partial(self.pull, port)
 
     def configure(self, args: list[str]) -> None:
         """Parse configuration arguments; the default takes none."""

@@ -1,0 +1,156 @@
+"""Small helpers shared by the element modules: argument types, formats, checksums."""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+
+from clickos_agent.click.args import parse_bool, parse_int, parse_ip, parse_mac
+from clickos_agent.click.element import ArgError, Element
+from clickos_agent.click.packet import DST_IP_ANNO_OFFSET, PAINT_ANNO_OFFSET
+
+# Click's annotation names (NameInfo T_ANNOTATION) that ANNO arguments accept.
+ANNO_NAMES = {"PAINT": PAINT_ANNO_OFFSET, "DST_IP": DST_IP_ANNO_OFFSET,
+              "ICMP_PARAMPROB": 17, "FIX_IP_SRC": 19, "VLAN_TCI": 20, "AGGREGATE": 20,
+              "MISC_IP": 20, "EXTRA_PACKETS": 24, "EXTRA_LENGTH": 28, "SEQUENCE_NUMBER": 32}
+
+
+def anno_arg(size: int) -> Callable[[str], int]:
+    """Click's AnnoArg(size): an annotation name or byte offset that fits the area."""
+    def parse(text: str) -> int:
+        offset = ANNO_NAMES.get(text.upper())
+        if offset is None:
+            try:
+                offset = parse_int(text, 0)
+            except ArgError:
+                raise ArgError("expected annotation") from None
+        if offset + size > 48:
+            raise ArgError("expected annotation")
+        return offset
+    return parse
+
+
+def ip_arg(text: str) -> bytes:
+    """An IPv4 address argument as 4 bytes."""
+    return bytes(int(x) for x in parse_ip(text).split("."))
+
+
+def mac_arg(text: str) -> bytes:
+    return parse_mac(text)
+
+
+def uint_arg(text: str) -> int:
+    return parse_int(text, 0, 0xFFFFFFFF, signed=False)
+
+
+def int_arg(text: str) -> int:
+    return parse_int(text)
+
+
+bool_arg = parse_bool
+
+
+def unparse_mac(mac: bytes) -> str:
+    """Click's EtherAddress::unparse: dash-separated upper-case hex."""
+    return "-".join(f"{b:02X}" for b in mac)
+
+
+def unparse_ip(ip: bytes | None) -> str:
+    return ".".join(str(b) for b in (ip or bytes(4)))
+
+
+def unparse_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def unparse_real(value: float) -> str:
+    """A rate as Click prints reals: fixed point without trailing zeros."""
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+_WORDS = {n: struct.Struct(f"!{n}H") for n in range(10, 31)}
+
+
+def ip_checksum_ok(buf: bytes | bytearray, off: int, hlen: int) -> bool:
+    """True if the Internet checksum over ``buf[off:off+hlen]`` verifies (folds to 0xFFFF)."""
+    words = _WORDS.get(hlen >> 1)
+    if words is None:
+        return False
+    total = sum(words.unpack_from(buf, off))
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
+def internet_checksum(data: bytes | bytearray) -> int:
+    """The Internet checksum of ``data`` (odd lengths padded with a zero byte)."""
+    if len(data) & 1:
+        data = bytes(data) + b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def update_checksum(old_sum: int, old_word: int, new_word: int) -> int:
+    """RFC 1624 incremental update of a checksum for one 16-bit word change."""
+    total = (~old_sum & 0xFFFF) + (~old_word & 0xFFFF) + new_word
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def add_data_handlers(elem: Element, name: str, getter: Callable[[], object],
+                      setter: Callable[[str], None] | None = None) -> None:
+    """Register a read handler printing ``getter()`` (bools as true/false) and an optional writer."""
+    def read() -> str:
+        value = getter()
+        if isinstance(value, bool):
+            return unparse_bool(value)
+        return str(value)
+    elem.read_handlers[name] = read
+    if setter is not None:
+        elem.write_handlers[name] = setter
+
+
+class RateEWMA:
+    """Click's RateEWMA: an exponentially weighted rate over 1 ms epochs, alpha 1/16."""
+
+    __slots__ = ("avg", "epoch", "pending")
+
+    SHIFT = 4
+    EPOCH_NS = 1_000_000
+    EPOCHS_PER_SEC = 1000
+
+    def __init__(self) -> None:
+        self.avg = 0.0          # events per epoch
+        self.epoch = time.monotonic_ns() // self.EPOCH_NS
+        self.pending = 0        # events in the current epoch
+
+    def update(self, delta: int, now_ns: int) -> None:
+        epoch = now_ns // self.EPOCH_NS
+        if epoch != self.epoch:
+            self.roll(epoch)
+        self.pending += delta
+
+    def roll(self, epoch: int) -> None:
+        """Fold the finished epoch, then decay once per idle epoch in between."""
+        alpha = 1.0 / (1 << self.SHIFT)
+        idle = epoch - self.epoch - 1
+        avg = self.avg + (self.pending - self.avg) * alpha
+        if idle > 0:
+            avg *= (1 - alpha) ** min(idle, 100000)
+        self.avg = avg
+        self.pending = 0
+        self.epoch = epoch
+
+    def rate(self) -> float:
+        """Events per second, after folding in the time elapsed up to now."""
+        self.update(0, time.monotonic_ns())
+        return self.avg * self.EPOCHS_PER_SEC
+
+
+def drop(packet: object) -> None:
+    """A push target that discards the packet (an unconnected optional output)."""

@@ -1,0 +1,225 @@
+"""FromDevice and ToDevice on Linux AF_PACKET sockets (the emulated ClickOS netfront).
+
+A ClickOS configuration names devices by number (``FromDevice(0)``); the router
+maps that to a Linux interface (``Router.device``).  FromDevice ignores frames
+the socket reports as outgoing, so a router never reads its own transmissions.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+
+from clickos_agent.click.args import Spec, parse_keywords, unquote
+from clickos_agent.click.element import ArgError, Element, element_class
+from clickos_agent.click.elements.common import bool_arg, uint_arg
+from clickos_agent.click.elements.dump import force_ip
+from clickos_agent.click.packet import Packet
+from clickos_agent.click.pcap import LINKTYPE_ETHERNET
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+
+
+def open_packet_socket(ifname: str, promisc: bool = False) -> socket.socket:
+    """A non-blocking raw AF_PACKET socket bound to ``ifname`` for every protocol."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:
+        sock.bind((ifname, ETH_P_ALL))
+        if promisc:
+            index = socket.if_nametoindex(ifname)
+            mreq = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+# Sockets shared between a FromDevice and ToDevice on one interface, per router,
+# so both use one socket as Click's userlevel elements do.
+_SOCKETS: dict[tuple[int, str], socket.socket] = {}
+
+
+def _socket_for(router: object, ifname: str, promisc: bool) -> socket.socket:
+    key = (id(router), ifname)
+    sock = _SOCKETS.get(key)
+    if sock is None or sock.fileno() < 0:
+        sock = _SOCKETS[key] = open_packet_socket(ifname, promisc)
+    return sock
+
+
+def _release(router: object, ifname: str) -> None:
+    sock = _SOCKETS.pop((id(router), ifname), None)
+    if sock is not None:
+        sock.close()
+
+
+@element_class
+class FromDevice(Element):
+    """Pushes frames received on a network interface."""
+
+    class_name = "FromDevice"
+    port_count = "0/1-2"
+    processing = "h/h"
+
+    def configure(self, args: list[str]) -> None:
+        v = parse_keywords(args, [
+            Spec("DEVNAME", unquote, mandatory=True, positional=True),
+            Spec("PROMISC", bool_arg, positional=True, default=False),
+            Spec("SNAPLEN", uint_arg, positional=True, default=2046),
+            Spec("SNIFFER", bool_arg), Spec("FORCE_IP", bool_arg, default=False),
+            Spec("METHOD"), Spec("CAPTURE"), Spec("BPF_FILTER"), Spec("ENCAP"),
+            Spec("OUTBOUND", bool_arg, default=False), Spec("HEADROOM", uint_arg),
+            Spec("BURST", uint_arg, default=1), Spec("TIMESTAMP", bool_arg, default=True),
+            Spec("ACTIVE", bool_arg, default=True)])
+        self.devname: str = v["DEVNAME"]
+        self.promisc: bool = v["PROMISC"]
+        self.snaplen: int = v["SNAPLEN"]
+        self.force_ip: bool = v["FORCE_IP"]
+        self.outbound: bool = v["OUTBOUND"]
+        self.timestamp: bool = v["TIMESTAMP"]
+        self.active: bool = v["ACTIVE"]
+        self.count = 0
+        self.drops = 0
+        self.ifname = self.devname
+        self._sock: socket.socket | None = None
+        self._router: object | None = None
+        self.read_handlers.update({"count": lambda: str(self.count),
+                                   "kernel_drops": lambda: "0",
+                                   "encap": lambda: "ETHER"})
+        self.write_handlers["reset_counts"] = self._reset
+
+    def _reset(self, _value: str) -> None:
+        self.count = 0
+
+    def initialize(self, router: object) -> None:
+        self._router = router
+        self.ifname = router.device(self.devname)  # type: ignore[attr-defined]
+        try:
+            self._sock = _socket_for(router, self.ifname, self.promisc)
+        except OSError as e:
+            raise ArgError(f"{self.ifname}: {e.strerror}") from None
+        router.add_reader(self._sock.fileno(), self._readable)  # type: ignore[attr-defined]
+        router.add_live_source()  # type: ignore[attr-defined]
+
+    def cleanup(self) -> None:
+        if self._sock is not None:
+            if self._router is not None:
+                self._router.remove_reader(self._sock.fileno())  # type: ignore[attr-defined]
+            _release(self._router, self.ifname)
+            self._sock = None
+
+    def _readable(self) -> None:
+        """Receive what is waiting (bounded, so other sources get a turn) and push it."""
+        sock = self._sock
+        if sock is None:
+            return
+        out = self.out[0]
+        outbound = self.outbound
+        snaplen = self.snaplen
+        for _ in range(256):
+            try:
+                data, address = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                print(f"{self.name}: {e}", file=sys.stderr)
+                return
+            if address[2] == PACKET_OUTGOING and not outbound:
+                continue
+            if not self.active:
+                continue
+            packet = Packet(data[:snaplen], ts_ns=time.time_ns() if self.timestamp else 0)
+            packet.mac_off = packet.off
+            if len(data) > snaplen:
+                packet.extra_len = len(data) - snaplen
+            if self.force_ip and not force_ip(packet, LINKTYPE_ETHERNET):
+                self.checked_push(1, packet)
+                continue
+            self.count += 1
+            out(packet)
+
+
+@element_class
+class ToDevice(Element):
+    """Sends packets out of a network interface; pushed packets go at once, a pull input
+    is drained by a task (ClickOS's ToDevice accepts both)."""
+
+    class_name = "ToDevice"
+    port_count = "1/0-2"
+    processing = "a/h"
+
+    def configure(self, args: list[str]) -> None:
+        v = parse_keywords(args, [
+            Spec("DEVNAME", unquote, mandatory=True, positional=True),
+            Spec("BURST", uint_arg, default=1), Spec("DEBUG", bool_arg, default=False),
+            Spec("METHOD"), Spec("QUEUE", uint_arg), Spec("ALLOW_NONEXISTENT", bool_arg)])
+        if not v["DEVNAME"]:
+            raise ArgError("interface not set")
+        if v["BURST"] <= 0:
+            raise ArgError("bad BURST")
+        self.devname: str = v["DEVNAME"]
+        self.burst: int = v["BURST"]
+        self.count = 0
+        self.drops = 0
+        self.ifname = self.devname
+        self._sock: socket.socket | None = None
+        self._router: object | None = None
+        self.read_handlers.update({"count": lambda: str(self.count),
+                                   "drops": lambda: str(self.drops)})
+        self.write_handlers["reset_counts"] = self._reset
+
+    def _reset(self, _value: str) -> None:
+        self.count = 0
+        self.drops = 0
+
+    def initialize(self, router: object) -> None:
+        self._router = router
+        self.ifname = router.device(self.devname)  # type: ignore[attr-defined]
+        try:
+            self._sock = _socket_for(router, self.ifname, False)
+        except OSError as e:
+            raise ArgError(f"{self.ifname}: {e.strerror}") from None
+        if self.input_is_pull(0):
+            router.add_task(self._run)  # type: ignore[attr-defined]
+
+    def cleanup(self) -> None:
+        if self._sock is not None:
+            _release(self._router, self.ifname)
+            self._sock = None
+
+    def _send(self, packet: Packet) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.send(memoryview(packet.buf)[packet.off:])
+            self.count += 1
+        except OSError:
+            # a full device queue or a down link drops the packet, as a NIC would
+            self.drops += 1
+
+    def push_callable(self, port: int) -> Callable[[Packet], None]:
+        return self._send
+
+    def push(self, port: int, packet: Packet) -> None:
+        self._send(packet)
+
+    def _run(self) -> bool:
+        pull = self.pull_in[0]
+        sent = 0
+        while sent < self.burst:
+            packet = pull()
+            if packet is None:
+                break
+            self._send(packet)
+            sent += 1
+        return sent > 0

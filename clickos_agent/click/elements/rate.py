@@ -1,0 +1,160 @@
+"""Rate-based elements: RatedSplitter, BandwidthRatedSplitter, Meter, BandwidthMeter.
+
+Semantics follow Click 2.1 (ratedsplitter.cc, bwratedsplitter.cc,
+ratedunqueue.cc's token bucket set-up, bandwidthmeter.cc, meter.cc).  Rates are
+measured against the wall clock, as in Click.
+"""
+
+from __future__ import annotations
+
+import time
+
+from clickos_agent.click.args import Spec, parse_bandwidth, parse_keywords, parse_time
+from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
+from clickos_agent.click.elements.common import RateEWMA, uint_arg, unparse_real
+from clickos_agent.click.packet import Packet
+
+# Click's BandwidthRatedSplitter sends a packet on while the bucket holds this
+# many bytes, then charges the packet's length (ratedunqueue.hh).
+_BANDWIDTH_THRESH = 131072
+
+
+class TokenBucket:
+    """Tokens refill at ``rate`` per second up to ``capacity``; starts full, as Click's does."""
+
+    __slots__ = ("rate", "capacity", "tokens", "last")
+
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.last = time.monotonic()
+
+    def refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+
+
+class _RatedSplitterBase(Element):
+    port_count = "1/1-2"
+    processing = "h/h"
+    bandwidth = False
+
+    def configure(self, args: list[str]) -> None:
+        self._configure(args)
+        self.read_handlers["rate"] = self._read_rate
+        self.read_handlers["config"] = self._read_rate
+        self.write_handlers["rate"] = self._write_rate
+
+    def _configure(self, args: list[str]) -> None:
+        burst_kw = "BURST_BYTES" if self.bandwidth else "BURST_SIZE"
+        v = parse_keywords(args, [
+            Spec("RATE", parse_bandwidth if self.bandwidth else uint_arg,
+                 mandatory=True, positional=True),
+            Spec("BURST_DURATION", parse_time), Spec(burst_kw, uint_arg)])
+        if v["BURST_DURATION"] is not None and v[burst_kw] is not None:
+            raise ArgError(f"cannot specify both BURST_DURATION and {burst_kw}")
+        rate = int(v["RATE"])
+        if v[burst_kw] is not None:
+            tokens = v[burst_kw]
+        else:
+            duration_ms = 20 if v["BURST_DURATION"] is None else int(v["BURST_DURATION"] * 1000)
+            tokens = rate * duration_ms // 1000
+        if self.bandwidth:
+            tokens += _BANDWIDTH_THRESH
+        self.rate = rate
+        self.bucket = TokenBucket(rate, max(tokens, 1))
+
+    def _read_rate(self) -> str:
+        if self.bandwidth:
+            return f"{self.rate}Bps"
+        return str(self.rate)
+
+    def _write_rate(self, value: str) -> None:
+        try:
+            self._configure([f"RATE {value.strip()}"])
+        except ArgError as e:
+            raise HandlerError(str(e)) from None
+
+
+@element_class
+class RatedSplitter(_RatedSplitterBase):
+    """Sends at most RATE packets per second to output 0, the rest to output 1."""
+
+    class_name = "RatedSplitter"
+
+    def push(self, port: int, packet: Packet) -> None:
+        bucket = self.bucket
+        bucket.refill()
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            self.out[0](packet)
+        else:
+            self.checked_push(1, packet)
+
+
+@element_class
+class BandwidthRatedSplitter(_RatedSplitterBase):
+    """Sends at most RATE bytes per second to output 0, the rest to output 1."""
+
+    class_name = "BandwidthRatedSplitter"
+    bandwidth = True
+
+    def push(self, port: int, packet: Packet) -> None:
+        bucket = self.bucket
+        bucket.refill()
+        if bucket.tokens >= _BANDWIDTH_THRESH:
+            bucket.tokens = max(0.0, bucket.tokens - len(packet))
+            self.out[0](packet)
+        else:
+            self.checked_push(1, packet)
+
+
+class _MeterBase(Element):
+    port_count = "1/2-"
+    processing = "h/h"
+    bytes_not_packets = True
+
+    def configure(self, args: list[str]) -> None:
+        if not args:
+            raise ArgError(f"too few arguments to {self.class_name}(bandwidth, ...)")
+        rates: list[float] = []
+        for i, arg in enumerate(args):
+            try:
+                rates.append(parse_bandwidth(arg))
+            except ArgError:
+                raise ArgError(f"argument {i + 1} syntax error") from None
+            if i and rates[i] <= rates[i - 1]:
+                raise ArgError(f"rate {i + 1} must be > rate {i}")
+        if len(rates) + 1 != self.noutputs:
+            raise ArgError(f"need {self.noutputs - 1} arguments, one less than the number "
+                           "of output ports")
+        self.meters = rates
+        self._rate = RateEWMA()
+        self.read_handlers["rate"] = lambda: unparse_real(self._rate.rate())
+
+    def push(self, port: int, packet: Packet) -> None:
+        rate = self._rate
+        rate.update(len(packet) if self.bytes_not_packets else 1, time.monotonic_ns())
+        current = rate.avg * rate.EPOCHS_PER_SEC
+        for i, limit in enumerate(self.meters):
+            if current < limit:
+                self.out[i](packet)
+                return
+        self.out[len(self.meters)](packet)
+
+
+@element_class
+class BandwidthMeter(_MeterBase):
+    """Classifies packets by the byte rate of the stream."""
+
+    class_name = "BandwidthMeter"
+
+
+@element_class
+class Meter(_MeterBase):
+    """Classifies packets by the packet rate of the stream."""
+
+    class_name = "Meter"
+    bytes_not_packets = False
