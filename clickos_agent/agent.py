@@ -216,9 +216,9 @@ def click_validator(text: str, filename: str) -> list[dict[str, Any]]:
 
 
 def _problem_json(problem: Any) -> dict[str, Any]:
-    if hasattr(problem, "__dataclass_fields__"):
-        return {k: v for k, v in asdict(problem).items() if v is not None}
-    return {"message": str(problem)}
+    """A toolkit Problem as JSON, with its one-line ``file:line:col: message`` text."""
+    fields = problem.as_dict() if hasattr(problem, "as_dict") else {"message": str(problem)}
+    return {**fields, "text": str(problem)}
 
 
 class Agent:

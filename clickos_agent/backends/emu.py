@@ -204,6 +204,14 @@ def _handler_error(code: int, message: str, name: str) -> Exception:
     return BadRequest(f"{name}: {message}", field="value")
 
 
+def _forced_batch(lines: list[str]) -> None:
+    """Clean-up lines run past failures: an object may vanish on its own meanwhile (a veth with its peer)."""
+    try:
+        netns.batch(lines, force=True)
+    except netns.NetError as exc:
+        log.warning("clean-up: %s", exc)
+
+
 # -- the backend ----------------------------------------------------------------
 
 class EmuBackend:
@@ -284,10 +292,13 @@ class EmuBackend:
                 self.ovs.vsctl(*ports)
         except OVSError as exc:
             errors.append(str(exc))
+        # The root-namespace ends first (each takes its peer along): deleting a namespace
+        # frees its interfaces asynchronously, so their peers may linger for a moment.
+        lines = [netns.del_link_cmd(i.port) for i in inst.interfaces if netns.link_exists(i.port)]
+        if netns.netns_exists(ns):
+            lines.append(netns.del_netns_cmd(ns))
         try:
-            netns.del_netns(ns)   # its interfaces go with it, and their root-namespace peers
-            for iface in inst.interfaces:
-                netns.del_link(iface.port)
+            netns.batch(lines)
         except netns.NetError as exc:
             errors.append(str(exc))
         for key in ("control_socket", "log", "config_file"):
@@ -301,29 +312,29 @@ class EmuBackend:
         return pid is not None and inode is not None and process_netns_inode(pid) == inode
 
     def sweep(self, tag: str, keep: list[Instance]) -> list[str]:
-        """Remove namespaces, ports, links and files carrying ``tag`` that no kept instance owns."""
+        """Remove processes, links, ports, namespaces and files carrying ``tag`` that no kept instance owns."""
         kept_ns = {i.handles["netns"] for i in keep}
         kept_ports = {iface.port for i in keep for iface in i.interfaces}
         removed = []
-        for ns in netns.list_netns():
-            if ns.startswith(f"{PREFIX}-{tag}-") and ns not in kept_ns:
-                inode = netns_inode(str(netns.NETNS_DIR / ns))
-                if inode is not None:
-                    stop_processes(pids_in_netns(inode))
-                netns.del_netns(ns)
-                removed.append(f"netns {ns}")
+        orphan_ns = [ns for ns in netns.list_netns() if ns.startswith(f"{PREFIX}-{tag}-") and ns not in kept_ns]
+        for ns in orphan_ns:
+            inode = netns_inode(str(netns.NETNS_DIR / ns))
+            if inode is not None:
+                stop_processes(pids_in_netns(inode))
+        links = [name for name in os.listdir("/sys/class/net")
+                 if name.startswith(f"{PREFIX}{tag}") and name not in kept_ports]
+        _forced_batch([netns.del_link_cmd(name) for name in links])
+        removed += [f"link {name}" for name in links]
         try:
-            ports = self.ovs.vsctl("list-ports", self.bridge).split()
+            ports = [p for p in self.ovs.vsctl("list-ports", self.bridge).split()
+                     if p.startswith(f"{PREFIX}{tag}") and p not in kept_ports]
         except OVSError:
             ports = []
         for port in ports:
-            if port.startswith(f"{PREFIX}{tag}") and port not in kept_ports:
-                self.ovs.vsctl("--if-exists", "del-port", self.bridge, port)
-                removed.append(f"port {port}")
-        for link in os.listdir("/sys/class/net"):
-            if link.startswith(f"{PREFIX}{tag}") and link not in kept_ports:
-                netns.del_link(link)
-                removed.append(f"link {link}")
+            self.ovs.vsctl("--if-exists", "del-port", self.bridge, port)
+        removed += [f"port {port}" for port in ports]
+        _forced_batch([netns.del_netns_cmd(ns) for ns in orphan_ns])
+        removed += [f"netns {ns}" for ns in orphan_ns]
         kept_files = {Path(i.handles[k]).name for i in keep for k in ("control_socket", "log", "config_file")}
         if self.run_dir.is_dir():
             for path in self.run_dir.iterdir():
