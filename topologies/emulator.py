@@ -57,6 +57,7 @@ class FabricState:
 
     run_id: str
     topology: str
+    run_dir: str = ""
     status: str = "creating"         # "creating" until every object exists, then "up"
     controller: str | None = None
     ovs_root: str = ""
@@ -124,9 +125,10 @@ def _new_run_id() -> str:
             return run_id
 
 
-def plan(topo: Topology, run_id: str, controller: str | None, ovs_root: str) -> FabricState:
+def plan(topo: Topology, run_id: str, controller: str | None, ovs_root: str, run_dir: str = "") -> FabricState:
     """Every name and number ``up`` will create for ``topo``, as a state record (pure)."""
-    state = FabricState(run_id=run_id, topology=topo.name, controller=controller, ovs_root=ovs_root)
+    state = FabricState(run_id=run_id, topology=topo.name, run_dir=run_dir, controller=controller,
+                        ovs_root=ovs_root)
     tag = state.tag
     for s in topo.switches:
         state.switches[s.name] = {"bridge": f"{tag}-{s.name}", "dpid": s.dpid}
@@ -159,7 +161,7 @@ def up(topo: Topology, controller: str | None = None, run_dir: str | os.PathLike
     run_dir = Path(run_dir) if run_dir else default_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     ovs = OVS(ovs_root)
-    state = plan(topo, _new_run_id(), controller, str(ovs.root))
+    state = plan(topo, _new_run_id(), controller, str(ovs.root), str(run_dir))
     state_path = _state_path(run_dir)
     # O_EXCL makes "a fabric is already up" race-free between two concurrent ups.
     try:
