@@ -162,6 +162,10 @@ class _Checker:
     def error(self, decl: ElementDecl, message: str) -> None:
         self.errors.append(Problem(decl.file, decl.line, decl.col, message, decl.name))
 
+    def desc(self, name: str) -> str:
+        """How Click names an element in hookup errors: ``'name :: Class'``."""
+        return f"'{name} :: {self.graph.elements[name].cls}'"
+
     def port_counts(self) -> bool:
         used_in = {d.name: 0 for d in self.decls}
         used_out = {d.name: 0 for d in self.decls}
@@ -182,9 +186,9 @@ class _Checker:
             return False
         for c in self.graph.connections:
             if c.src_port >= self.nout[c.src]:
-                self.error(self.graph.elements[c.src], f"'{c.src}' has no output {c.src_port}")
+                self.error(self.graph.elements[c.src], f"{self.desc(c.src)} has no output {c.src_port}")
             if c.dst_port >= self.nin[c.dst]:
-                self.error(self.graph.elements[c.dst], f"'{c.dst}' has no input {c.dst_port}")
+                self.error(self.graph.elements[c.dst], f"{self.desc(c.dst)} has no input {c.dst_port}")
         return not self.errors
 
     def push_pull(self) -> bool:
@@ -227,11 +231,11 @@ class _Checker:
                     kind, other = ("push", "pull") if pf == PUSH else ("pull", "push")
                     decl = self.graph.elements[src]
                     if internal:
-                        self.error(decl, f"agnostic '{src}' in mixed context: {other} input "
+                        self.error(decl, f"agnostic {self.desc(src)} in mixed context: {other} input "
                                          f"{dport}, {kind} output {sport}")
                     else:
-                        self.error(decl, f"'{src}' {kind} output {sport} connected to "
-                                         f"'{dst}' {other} input {dport}")
+                        self.error(decl, f"{self.desc(src)} {kind} output {sport} connected to "
+                                         f"{self.desc(dst)} {other} input {dport}")
                     dead.add(n)
         return not self.errors
 
@@ -245,17 +249,17 @@ class _Checker:
             # unresolved agnostic outputs act as push, inputs as push (Click's initialize_ports)
             for i, mode in enumerate(self.inputs[d.name]):
                 if mode == PULL and by_input.get((d.name, i), 0) > 1:
-                    self.error(d, f"illegal reuse of '{d.name}' pull input {i}")
+                    self.error(d, f"illegal reuse of {self.desc(d.name)} pull input {i}")
             for o, mode in enumerate(self.outputs[d.name]):
                 if mode != PULL and by_output.get((d.name, o), 0) > 1:
-                    self.error(d, f"illegal reuse of '{d.name}' push output {o}")
+                    self.error(d, f"illegal reuse of {self.desc(d.name)} push output {o}")
         for d in self.decls:
             for i in range(self.nin[d.name]):
                 if (d.name, i) not in by_input:
-                    self.error(d, f"'{d.name}' input {i} unused")
+                    self.error(d, f"{self.desc(d.name)} input {i} unused")
             for o in range(self.nout[d.name]):
                 if (d.name, o) not in by_output:
-                    self.error(d, f"'{d.name}' output {o} unused")
+                    self.error(d, f"{self.desc(d.name)} output {o} unused")
         return not self.errors
 
     def configure(self) -> None:
@@ -291,6 +295,8 @@ def check(text: str, filename: str = "<config>",
     result = CheckResult(graph, errors, warnings)
     if errors:
         return result
+    if not graph.elements:
+        result.warnings.append(Problem(filename, 1, 1, "configuration has no elements"))
     checker = _Checker(graph, registry)
     if checker.port_counts() and checker.push_pull() and checker.completeness():
         checker.configure()

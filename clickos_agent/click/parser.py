@@ -269,7 +269,6 @@ class _Type:
     primitive: bool = False          # a class the runtime knows
     error: bool = False              # an unknown class, already reported
     compound: _Compound | None = None    # first overload
-    synonym_of: _Type | None = None
 
 
 @dataclass
@@ -821,8 +820,7 @@ class Parser:
         if t.kind == "{":
             self.compound_class(name, t, g)
         elif t.kind == "ident":
-            target = self.force_type(t.text, t)
-            self.types[name] = _Type(name, synonym_of=target)
+            self.types[name] = self.force_type(t.text, t)
         else:
             self.syntax_error(t)
             self.types[name] = _Type(name, error=True)
@@ -845,9 +843,9 @@ class Parser:
                 t2 = lx.lex()
                 if first is None or t2.kind != "}":
                     self.error("'...' should occur last, after one or more compounds", t2)
-                if t2.kind != "}":
-                    lx.unlex(t2)
-                break
+                # as in Click, what follows is parsed as one more (usually empty) compound
+                lx.unlex(t2)
+                continue
             lx.unlex(t)
             comp = _Compound(name, open_token.line, open_token.col, lx.filename,
                              depth=saved_c.depth + 1)

@@ -1,0 +1,268 @@
+"""The Click language parser and flattener (clickos_agent.click.parser).
+
+Expected graphs and messages follow Click 2.1's lib/lexer.cc.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from chains.errors import ConfigError
+from clickos_agent.click.parser import parse, parse_collect
+
+CLASSES = {"Idle", "Discard", "Queue", "Counter", "Classifier", "Tee", "Null", "Print",
+           "Unqueue", "Strip", "FromDevice", "ToDevice", "InfiniteSource"}
+
+
+def flat(text: str) -> tuple[dict[str, tuple[str, str]], list[tuple[str, int, str, int]]]:
+    graph = parse(text, "t.click", CLASSES)
+    elements = {e.name: (e.cls, e.config) for e in graph.elements.values()}
+    conns = [(c.src, c.src_port, c.dst, c.dst_port) for c in graph.connections]
+    return elements, conns
+
+
+def errors(text: str) -> list[str]:
+    _, errs, _ = parse_collect(text, "t.click", CLASSES)
+    return [e.message for e in errs]
+
+
+def where(text: str) -> list[tuple[int, int, str]]:
+    _, errs, _ = parse_collect(text, "t.click", CLASSES)
+    return [(e.line, e.col, e.message) for e in errs]
+
+
+# ---------------------------------------------------------------- declarations and connections
+
+def test_declaration_and_chain() -> None:
+    elements, conns = flat("q :: Queue(10); Idle -> q -> Unqueue -> Discard;")
+    assert elements == {"q": ("Queue", "10"), "Idle@2": ("Idle", ""),
+                        "Unqueue@3": ("Unqueue", ""), "Discard@4": ("Discard", "")}
+    assert conns == [("Idle@2", 0, "q", 0), ("q", 0, "Unqueue@3", 0), ("Unqueue@3", 0, "Discard@4", 0)]
+
+
+def test_multiple_declaration_spreads_class_and_config() -> None:
+    elements, _ = flat("a, b, c :: Queue(5)")
+    assert elements == {n: ("Queue", "5") for n in "abc"}
+
+
+def test_declaration_inside_connection() -> None:
+    elements, conns = flat("Idle -> c :: Counter -> Discard; c2 :: Counter; Idle -> c2 -> Discard")
+    assert elements["c"] == ("Counter", "") and elements["c2"] == ("Counter", "")
+    assert ("Idle@1", 0, "c", 0) in conns and ("c2", 0, "Discard@6", 0) in conns
+
+
+def test_ports_on_both_sides() -> None:
+    _, conns = flat("c :: Classifier(12/0800, -); Idle -> c; c[1] -> [0]Discard; c[0] -> Discard")
+    assert ("c", 1, "Discard@3", 0) in conns and ("c", 0, "Discard@4", 0) in conns
+
+
+def test_port_lists_and_double_arrow() -> None:
+    _, conns = flat("t :: Tee(3); Idle -> t; t[0, 1-2] => [0]Discard, Print(x), Discard")
+    assert conns[1:] == [("t", 0, "Discard@3", 0), ("t", 1, "Print@4", 0), ("t", 2, "Discard@5", 0)]
+
+
+def test_double_arrow_expands_missing_ports() -> None:
+    _, conns = flat("t :: Tee(2); Idle -> t => Discard, Discard")
+    assert conns[1:] == [("t", 0, "Discard@3", 0), ("t", 1, "Discard@4", 0)]
+
+
+def test_fan_in_and_fan_out_with_single_arrow() -> None:
+    _, conns = flat("a :: Idle; b :: Idle; d :: Discard; a, b -> d; e :: Tee; e -> d, Discard")
+    assert ("a", 0, "d", 0) in conns and ("b", 0, "d", 0) in conns
+    assert ("e", 0, "d", 0) in conns and ("e", 0, "Discard@5", 0) in conns
+
+
+def test_duplicate_connections_are_merged() -> None:
+    _, conns = flat("a :: Idle; d :: Discard; a -> d; a -> d;")
+    assert conns == [("a", 0, "d", 0)]
+
+
+def test_comments_quotes_and_nested_parentheses_in_config() -> None:
+    text = '// line\n/* block\n */ Idle -> Print("a), /* not a comment */", f(x, (y))) -> Discard'
+    elements, _ = flat(text)
+    assert elements["Print@2"] == ("Print", '"a), /* not a comment */", f(x, (y))')
+
+
+def test_config_spans_lines_and_keeps_braces() -> None:
+    elements, _ = flat("Idle -> Print(x {a,\n b}\n) -> Discard;")
+    assert elements["Print@2"][1] == "x {a,\n b}\n"
+
+
+def test_element_names_with_slashes_and_at() -> None:
+    elements, _ = flat("a/b :: Idle; x@y :: Discard; a/b -> x@y")
+    assert set(elements) == {"a/b", "x@y"}
+
+
+def test_anonymous_name_skips_taken_names() -> None:
+    elements, _ = flat("Idle@1 :: Discard; Idle -> Idle@1")
+    # the anonymous Idle would be Idle@2 (index 2); names are unique either way
+    assert set(elements) == {"Idle@1", "Idle@2"}
+
+
+def test_require_compact_config_and_unavailable_package() -> None:
+    assert parse("require(compact_config); Idle -> Discard", "t", CLASSES).requirements == ["compact_config"]
+    assert errors("require(package foo); Idle -> Discard") == ["requirement 'foo' not available"]
+    assert errors('require("foo")') == ["requirement 'foo' not available"]
+
+
+def test_line_directive_sets_file_and_line() -> None:
+    _, errs, _ = parse_collect('# 40 "orig.click"\nx -> Discard', "t.click", CLASSES)
+    assert [(e.file, e.line) for e in errs] == [("orig.click", 40)]
+
+
+# ---------------------------------------------------------------- compounds
+
+def test_compound_with_formals_flattens_with_prefix() -> None:
+    text = """
+    elementclass Q { $cap | input -> q :: Queue($cap) -> output }
+    Idle -> x :: Q(7) -> Unqueue -> Discard;
+    """
+    elements, conns = flat(text)
+    assert elements["x/q"] == ("Queue", "7") and "x" not in elements
+    assert ("Idle@1", 0, "x/q", 0) in conns and ("x/q", 0, "Unqueue@3", 0) in conns
+
+
+def test_compound_keyword_and_rest_formals() -> None:
+    text = """
+    elementclass P { $a, KEY $k, __REST__ $r | input -> Print($a $k, $r) -> output }
+    Idle -> P(1, 2, KEY 3, 4) -> Discard
+    """
+    elements, _ = flat(text)
+    assert elements["P@2/Print@1"] == ("Print", "1 3, 2, 4")
+
+
+def test_nested_compounds_and_anonymous_inner_names() -> None:
+    text = """
+    elementclass Inner { input -> Counter -> output }
+    elementclass Outer { input -> i :: Inner -> Null -> output }
+    Idle -> o :: Outer -> Discard
+    """
+    elements, conns = flat(text)
+    assert set(elements) == {"Idle@1", "Discard@3", "o/Null@2", "o/i/Counter@1"}
+    assert set(conns) == {("o/i/Counter@1", 0, "o/Null@2", 0), ("Idle@1", 0, "o/i/Counter@1", 0),
+                          ("o/Null@2", 0, "Discard@3", 0)}
+
+
+def test_compound_passthrough_and_multiple_ports() -> None:
+    text = """
+    elementclass Split { input -> t :: Tee(2); t[0] -> output; t[1] -> [1]output }
+    Idle -> s :: Split; s[0] -> Discard; s[1] -> input -> output -> Discard
+    """
+    assert "undeclared element 'input'" in errors(text)
+    elements, conns = flat("""
+    elementclass Pass { input -> output }
+    Idle -> Pass -> Discard
+    """)
+    assert conns == [("Idle@1", 0, "Discard@3", 0)]
+
+
+def test_compound_overloads_by_port_count() -> None:
+    text = """
+    elementclass Two { input -> output || input -> [0]output; input[1] -> Null -> [1]output }
+    a :: Two; Idle -> a -> Discard;
+    b :: Two; Idle -> b; Idle -> [1]b; b -> Discard; b[1] -> Discard
+    """
+    elements, conns = flat(text)
+    assert ("Idle@2", 0, "Discard@3", 0) in conns
+    assert "b/Null@1" in elements
+
+
+def test_compound_extension_falls_back_to_primitive() -> None:
+    text = """
+    elementclass Queue { $a, $b | input -> Queue($a) -> output || ... }
+    Idle -> Queue(10) -> Discard;
+    Idle -> Queue(1, 2) -> Discard;
+    """
+    elements, _ = flat(text)
+    assert elements["Queue@2"] == ("Queue", "10")
+    assert elements["Queue@5/Queue@1"] == ("Queue", "1")
+
+
+def test_anonymous_compound_and_synonym_class() -> None:
+    elements, _ = flat("elementclass Sink Discard; Idle -> { input -> Counter -> output } -> Sink")
+    assert elements["@2/Counter@1"] == ("Counter", "") and elements["Sink@3"] == ("Discard", "")
+
+
+def test_compound_scoping_of_classes_and_elements() -> None:
+    assert "undeclared element 'q'" in errors(
+        "q :: Queue; elementclass A { input -> q -> output } Idle -> A -> Discard")
+    assert errors("elementclass A { elementclass B { input -> output } input -> B -> output }"
+                  " Idle -> A -> B -> Discard") == ["undeclared element 'B'"]
+
+
+def test_define_and_default_variables() -> None:
+    elements, _ = flat("define($N 4, $M 5); Idle -> Queue($N) -> Print(${X-dflt} '$M' \"$M\") -> Discard")
+    assert elements["Queue@2"][1] == "4"
+    assert elements["Print@3"][1] == "dflt '$M' \"5\""
+
+
+def test_groups() -> None:
+    elements, conns = flat("Idle -> (input -> Counter -> output) -> Discard")
+    assert set(elements) == {"Idle@1", "Counter@5", "Discard@6"}
+    assert conns == [("Idle@1", 0, "Counter@5", 0), ("Counter@5", 0, "Discard@6", 0)]
+
+
+def test_implicit_ports_in_compounds() -> None:
+    elements, conns = flat("elementclass A { -> Counter -> } Idle -> A -> Discard")
+    assert conns == [("Idle@1", 0, "A@2/Counter@1", 0), ("A@2/Counter@1", 0, "Discard@3", 0)]
+
+
+# ---------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("text, message", [
+    ("a -> Discard", "undeclared element 'a'"),
+    ("x :: Nope", "unknown element class 'Nope'"),
+    ("q :: Queue; q :: Queue", "redeclaration of element 'q'"),
+    ("Queue :: Counter", "class 'Queue' used as element name"),
+    ("Idle -> -> Discard", "syntax error near '->'"),
+    ("Idle -> Discard }", "syntax error near '}'"),
+    ("Idle -> Queue(5", "expected ')'"),
+    ("elementclass A { input -> output", "expected '}'"),
+    ("Idle -> (input -> output", "expected ')'"),
+    ("c :: Tee; c[x] -> Discard", "syntax error: port number should be integer"),
+    ("c :: Tee; c[ -> Discard", "syntax error: expected port number"),
+    ("Idle -> [0] ;", "stranded port ignored"),
+    ("t :: Tee; t [0] ;", "output ports ignored at end of chain"),
+    ("[0] t :: Tee;", "input ports ignored at start of chain"),
+    ("t :: Tee(2); t[0, 1] -> Discard, Discard", "syntax error: many-to-many connections require '=>'"),
+    ("t :: Tee(3); t[0, 1, 2] => Discard, Discard", "connection mismatch: 3 outputs connected to 2 inputs"),
+    ("1 :: Idle", "element name '1' has all-digit component"),
+    ("q :: Queue; q(5) -> Discard", "configuration string ignored on element reference"),
+    ("x :: ;", "missing element type in declaration"),
+    ("elementclass { }", "expected element type name"),
+    ("elementclass A { $a, b | }", "expected variable"),
+    ("elementclass A { $a, $a | }", "parameter '$a' multiply defined"),
+    ("elementclass A { input -> Null -> [1]output }", "'A' output 0 missing"),
+    ("elementclass A { input[1] -> Null -> output }", "'A' input 0 missing"),
+    ("elementclass A { Null -> input; input -> output }",
+     "'A' pseudoelement 'input' may only be used as output"),
+    ("elementclass A { input -> output } Idle -> A(1) -> Discard",
+     "no match for 'A[1 argument, 1 input, 1 output]'"),
+    ("elementclass A { input -> output } Idle -> a :: A; a[1] -> Discard; a -> Discard",
+     "'a' has no output 1"),
+    ("elementclass A { input -> output } a :: A; Idle -> a;", "'a' output 0 unused"),
+    ("elementclass A { ... }", "cannot extend unknown element class 'A'"),
+    ("define(x 1)", "bad 'define' declaration: not a variable"),
+    ("require(a b c)", "syntax error at requirement"),
+    ("provide(x)", "syntax error near 'provide'"),
+    ("#foo\nIdle -> Discard", "unknown preprocessor directive"),
+])
+def test_error_messages(text: str, message: str) -> None:
+    assert message in errors(text)
+
+
+def test_errors_carry_line_and_column() -> None:
+    assert where("Idle\n  -> x\n -> Discard") == [(2, 6, "undeclared element 'x'")]
+    assert where("Idle -> Queue(1,\n2,\n3 -> Discard") == [(3, 13, "expected ')'")]
+
+
+def test_parse_raises_config_error_with_all_problems() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse("a -> b", "t.click", CLASSES)
+    assert [(p.line, p.col) for p in info.value.problems] == [(1, 1), (1, 6)]
+
+
+def test_implicit_start_warning_in_compound() -> None:
+    _, errs, warns = parse_collect(
+        "elementclass A { input -> Null; -> Counter -> output } Idle -> A -> Discard", "t", CLASSES)
+    assert [w.message for w in warns] == ["suggest 'input ->' or '[0] ->' to start connection"]
