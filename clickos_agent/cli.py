@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from clickos_agent.agentcli import add_agent_command
 from clickos_agent.click.cli import add_click_commands
 from clickos_agent.click.runcli import add_run_command
 
@@ -15,3 +16,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             required=True)
     add_click_commands(click_subparsers)
     add_run_command(click_subparsers)
+    add_agent_command(subparsers)
