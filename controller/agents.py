@@ -1,15 +1,15 @@
 """Talking to the per-host agents (clickos_agent/api.py), behind one small interface.
 
-The service only needs ``AgentClient``; tests pass a fake, production this
-HTTP client (stdlib only, one short-lived connection per call).
+The service only needs ``AgentClient``; tests pass a fake, production the
+agent's own HTTP client (clickos_agent/client.py) behind this adapter.
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from typing import Any, Protocol
+
+from clickos_agent import client as agent_client
 
 
 class AgentError(RuntimeError):
@@ -34,54 +34,31 @@ class AgentClient(Protocol):
 
 
 class HttpAgentClient:
-    """The agent's REST API at ``address`` ("HOST:PORT")."""
+    """The agent's REST API at ``address`` ("HOST:PORT"), through the agent's own client."""
 
     def __init__(self, address: str, token: str | None = None, timeout: float = 60.0) -> None:
-        self.base = f"http://{address}"
-        self.token = token
-        self.timeout = timeout
+        self.client = agent_client.AgentClient(f"http://{address}", token=token, timeout=timeout)
 
-    def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
+    def _guard(self, call: Callable[[], Any]) -> Any:
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                raw = answer.read()
-                return answer.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                detail = json.loads(raw).get("error", raw.decode(errors="replace"))
-            except (ValueError, AttributeError):
-                detail = raw.decode(errors="replace")
-            return exc.code, {"error": detail}
-        except (OSError, ValueError) as exc:
-            raise AgentError(f"agent {self.base}: {exc}") from None
+            return call()
+        except agent_client.AgentClientError as exc:
+            raise AgentError(f"agent {self.client.base_url}: {exc}", exc.status) from None
 
     def create(self, body: dict[str, Any], wait: bool) -> dict[str, Any]:
-        status, answer = self._call("POST", "/v1/instances" + ("?wait=1" if wait else ""), body)
-        if status >= 400:
-            raise AgentError(f"agent {self.base} refused instance {body.get('id')}: {answer['error']}", status)
-        return answer
+        fields = {k: v for k, v in body.items() if k != "id"}
+        return self._guard(lambda: self.client.create_instance(body["id"], wait=wait, **fields))
 
     def get(self, instance_id: str) -> dict[str, Any] | None:
-        status, answer = self._call("GET", f"/v1/instances/{instance_id}")
-        if status == 404:
-            return None
-        if status >= 400:
-            raise AgentError(f"agent {self.base}: {answer['error']}", status)
-        return answer
+        try:
+            return self._guard(lambda: self.client.get_instance(instance_id))
+        except AgentError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def delete(self, instance_id: str) -> None:
-        status, answer = self._call("DELETE", f"/v1/instances/{instance_id}")
-        if status >= 400 and status != 404:
-            raise AgentError(f"agent {self.base}: {answer['error']}", status)
+        self._guard(lambda: self.client.delete_instance(instance_id))
 
     def read_handler(self, instance_id: str, element: str, handler: str) -> str:
-        status, answer = self._call("GET", f"/v1/instances/{instance_id}/handlers/{element}/{handler}")
-        if status >= 400:
-            raise AgentError(f"agent {self.base}: {answer['error']}", status)
-        return str(answer["value"])
+        return str(self._guard(lambda: self.client.read_handler(instance_id, element, handler))).strip()

@@ -30,7 +30,7 @@ def field_name(oxm: str) -> str:
 
 
 def _value(value: int | str) -> str:
-    return hex(value) if isinstance(value, int) else value
+    return str(value)   # decimal: ovs-ofctl reads ports only in decimal
 
 
 def match_text(name: str, value: MatchValue) -> str:

@@ -214,8 +214,9 @@ class ChainService:
     def _commit(self, plan: _Plan) -> None:
         """Adopt a validated plan: steer, then boot what is new and release what is gone."""
         wanted = plan.placement.by_id()
+        # Failed instances are stale too: applying again retries them.
         stale = {iid for iid, inst in self.instances.items()
-                 if iid not in wanted or plan.configs[iid] != inst.config}
+                 if iid not in wanted or plan.configs[iid] != inst.config or inst.state == FAILED}
         self.chains, self.functions, self.placement = plan.chains, plan.functions, plan.placement
         for name in list(self.status):
             if name not in self.chains:
