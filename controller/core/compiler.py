@@ -52,13 +52,15 @@ Open vSwitch extension) -- the price of not installing thousands of flows.
 
 Priorities.  Chains are ordered by their ``priority`` (dense rank of the
 distinct values in the plan), each rank owning ``LEVEL_STRIDE`` OpenFlow
-priorities above the lower tables' ones; within it, more spreading bits win
-(so a hop being scaled never leaves two equally ranked overlapping flows) and
-the forward direction wins over the reverse.
+priorities above the lower tables' ones; within it the forward direction wins
+over the reverse, then more spreading bits win (so a hop being scaled never
+leaves two overlapping flows of equal priority while the diff is applied).
 
 Not ready.  Only instances in ``ready`` get traffic.  A hop without a ready
 instance is bypassed (``on_failure: open``) or the chain's traffic is dropped
-at its ingress (``closed``).
+at its ingress (``closed``).  An open chain with no ready hop at all still
+classifies its traffic and forwards it normally, so that a lower-priority
+chain never picks it up meanwhile.
 
 Ranks.  Every flow gets a rank: its distance, in flows, from the end of any
 packet's journey through it (forwarding < restore < label transit and
@@ -91,7 +93,7 @@ PRIO_MISS = 0
 PRIO_FORWARD = 100           # tables 1 and 2
 PRIO_RETURN = 500            # + 16 if forward + spreading bits
 PRIO_DELIVER = 900           # MPLS transit and hand-over
-PRIO_CLASSIFY = 1000         # + LEVEL_STRIDE * chain level + 2 * spreading bits + 1 if forward
+PRIO_CLASSIFY = 1000         # + LEVEL_STRIDE * chain level + 16 if forward + spreading bits
 LEVEL_STRIDE = 32
 MAX_LEVELS = (0xFFFF - PRIO_CLASSIFY) // LEVEL_STRIDE
 
@@ -329,13 +331,13 @@ class _ChainCompiler:
             status[chain.name] = f"closed: no ready instance of hop(s) {', '.join(missing)}"
         elif not stages:
             status[chain.name] = "not steered: no hop has a ready instance"
-            return
         else:
             status[chain.name] = ("steered" if not missing else
                                   f"steered, bypassing hop(s) {', '.join(missing)} (no ready instance)")
         for d in directions:
-            if closed:
-                self._ingress(chain, cid, level, d, None)
+            if closed or not stages:
+                # The chain still claims its traffic, so that lower-priority chains do not take it.
+                self._ingress(chain, cid, level, d, None, None if closed else TABLE_FORWARD)
                 continue
             self._ingress(chain, cid, level, d, d.stages[0])
             for j, specs in enumerate(d.stages):
@@ -343,16 +345,19 @@ class _ChainCompiler:
                 rank = self.rank_return + len(d.stages) - 1 - j
                 for spec in specs:
                     self._return(chain, cid, d, spec, following, rank)
-        if not closed:
+        if stages and not closed:
             self.desired.paths[chain.name] = self._display_path(chain, stages)
 
     def _ingress(self, chain: Chain, cid: int, level: int, d: _Direction,
-                 first: tuple[InstanceSpec, ...] | None) -> None:
-        """Classification at the host ports of the direction's source block; ``first`` None drops."""
+                 first: tuple[InstanceSpec, ...] | None, goto: int | None = None) -> None:
+        """Classification at the host ports of the direction's source block.
+
+        Steers to one of ``first``; without ``first``, drops, or forwards normally when ``goto`` says so.
+        """
         dst = _net_field(d.dst)
         n = len(first) if first else 1
         bits = 0 if d.forward else _bits(n)
-        priority = PRIO_CLASSIFY + LEVEL_STRIDE * level + 2 * bits + d.forward
+        priority = PRIO_CLASSIFY + LEVEL_STRIDE * level + 16 * d.forward + bits
         rank = self.rank_return + len(d.stages)
         cookie = cookies.cookie(cid)
         for host in self.fabric.hosts_in(d.src):
@@ -370,7 +375,7 @@ class _ChainCompiler:
                     fields = dict(l4, in_port=host.port, eth_type=ETH_IP, ipv4_src=ip)
                     if dst_value is not None:
                         fields["ipv4_dst"] = dst_value
-                    self.add(Flow(dpid, TABLE_STEER, priority, match(**fields), actions, None, cookie), rank)
+                    self.add(Flow(dpid, TABLE_STEER, priority, match(**fields), actions, goto, cookie), rank)
 
     def _return(self, chain: Chain, cid: int, d: _Direction, spec: InstanceSpec,
                 following: tuple[InstanceSpec, ...] | None, rank: int) -> None:
