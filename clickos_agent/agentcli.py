@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,15 @@ def run_agent(args: argparse.Namespace) -> int:
         closer.close()
     log.info("stopped; %d instances left running for the next agent", len(agent.instances))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m clickos_agent.agentcli ...``: the agent alone, without the other parts' commands."""
+    parser = argparse.ArgumentParser(prog="clickos-agent")
+    add_agent_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["agent", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
