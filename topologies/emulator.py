@@ -98,8 +98,9 @@ def _state_path(run_dir: Path) -> Path:
     return run_dir / STATE_FILE
 
 
-def _write_state(run_dir: Path, state: FabricState) -> None:
-    """Replace the state file atomically, so a crash never leaves half a record."""
+def save_state(state: FabricState) -> None:
+    """Replace the state file in ``state.run_dir`` atomically, so a crash never leaves half a record."""
+    run_dir = Path(state.run_dir)
     tmp = run_dir / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(asdict(state), indent=1, sort_keys=True))
     tmp.replace(_state_path(run_dir))
@@ -115,7 +116,7 @@ def load_state(run_dir: str | os.PathLike[str] | None = None) -> FabricState:
     return FabricState(**data)
 
 
-def _new_run_id() -> str:
+def new_run_id() -> str:
     """A run id whose tag no interface or namespace of this machine carries yet."""
     taken = set(netns.list_netns()) | {p.name for p in Path("/sys/class/net").iterdir()}
     while True:
@@ -161,7 +162,7 @@ def up(topo: Topology, controller: str | None = None, run_dir: str | os.PathLike
     run_dir = Path(run_dir) if run_dir else default_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     ovs = OVS(ovs_root)
-    state = plan(topo, _new_run_id(), controller, str(ovs.root), str(run_dir))
+    state = plan(topo, new_run_id(), controller, str(ovs.root), str(run_dir))
     state_path = _state_path(run_dir)
     # O_EXCL makes "a fabric is already up" race-free between two concurrent ups.
     try:
@@ -171,17 +172,17 @@ def up(topo: Topology, controller: str | None = None, run_dir: str | os.PathLike
         raise FabricError(f"a fabric is already up in {run_dir} (topology {old.topology}, run {old.run_id}, "
                           f"{old.status}); run 'clicksteer fabric down' first") from None
     os.close(fd)
-    _write_state(run_dir, state)
+    save_state(state)
     try:
         with ovs.lock():
             ovs.start()
             state.ovs_pids = ovs.pids()
-            _write_state(run_dir, state)
+            save_state(state)
             _create_links(state)
             _create_bridges(ovs, state)
         _check_ports(ovs, state)
         state.status = "up"
-        _write_state(run_dir, state)
+        save_state(state)
     except BaseException:
         _teardown(state)
         state_path.unlink(missing_ok=True)
@@ -299,7 +300,7 @@ def set_link(a: str, b: str, is_up: bool, run_dir: str | os.PathLike[str] | None
     link = state.find_link(a, b)
     netns.batch([netns.set_up_cmd(veth, is_up) for veth in link["veths"]])
     link["up"] = is_up
-    _write_state(run_dir, state)
+    save_state(state)
 
 
 def status(run_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
