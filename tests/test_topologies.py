@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from chains.errors import ConfigError
 from topologies import generators
@@ -74,7 +75,6 @@ def test_generators_make_the_usual_shapes(topo: Topology, switches: int, hosts: 
 
 
 def build_from_dump(topo: Topology) -> Topology:
-    import yaml
     return build(yaml.safe_load(dump_topology(topo)), "<dump>")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,6 +74,7 @@ def test_leaf_spine_comes_up_as_described(fabric: FabricFactory) -> None:
 
 
 def test_hosts_on_one_switch_ping_once_a_flow_is_installed(fabric: FabricFactory) -> None:
+    assert shutil.which("ping"), "ping is missing: install Debian's iputils-ping"
     state = fabric(load_topology(LEAF_SPINE))
     ovs = state.ovs()
     leaf1 = state.switch_bridge("leaf1")

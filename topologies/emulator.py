@@ -113,6 +113,8 @@ def load_state(run_dir: str | os.PathLike[str] | None = None) -> FabricState:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise FabricError(f"no fabric is up (no state file {path})") from None
+    except (OSError, ValueError) as exc:  # an up that is just starting has not written it yet
+        raise FabricError(f"cannot read the fabric's state file {path}: {exc}") from None
     return FabricState(**data)
 
 
@@ -168,9 +170,12 @@ def up(topo: Topology, controller: str | None = None, run_dir: str | os.PathLike
     try:
         fd = os.open(state_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
-        old = load_state(run_dir)
-        raise FabricError(f"a fabric is already up in {run_dir} (topology {old.topology}, run {old.run_id}, "
-                          f"{old.status}); run 'clicksteer fabric down' first") from None
+        try:
+            old = load_state(run_dir)
+            which = f" (topology {old.topology}, run {old.run_id}, {old.status})"
+        except FabricError:
+            which = ""
+        raise FabricError(f"a fabric is already up in {run_dir}{which}; run 'clicksteer fabric down' first") from None
     os.close(fd)
     save_state(state)
     try:
