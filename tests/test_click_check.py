@@ -246,3 +246,13 @@ def test_cli_warnings_do_not_fail(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_cli_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["click", "check", str(tmp_path / "none.click")]) == 1
+
+
+def test_click_lexer03_port_reuse_and_missing_ports() -> None:
+    # test/tools/lexer-03.clicktest in Click's repository, with this file's classes
+    assert messages("i::Source -> Pass -> d::Sink;\nSource -> Pass -> d;") == []
+    result = check("i::Source -> Pass -> d::Sink;\ni -> Pass -> d;", "Y", REGISTRY)
+    assert [(e.line, e.message) for e in result.errors] == [
+        (1, "illegal reuse of 'i :: Source' push output 0")]
+    result = check("i::Source -> Pass -> d::Sink;\nSource -> p::Pass;", "Z", REGISTRY)
+    assert [(e.line, e.message) for e in result.errors] == [(2, "'p :: Pass' output 0 unused")]

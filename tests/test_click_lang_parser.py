@@ -266,3 +266,182 @@ def test_implicit_start_warning_in_compound() -> None:
     _, errs, warns = parse_collect(
         "elementclass A { input -> Null; -> Counter -> output } Idle -> A -> Discard", "t", CLASSES)
     assert [w.message for w in warns] == ["suggest 'input ->' or '[0] ->' to start connection"]
+
+
+# ---------------------------------------------------------------- Click's own regression tests
+# (test/compound/*.clicktest in Click's repository: the expected flat graphs)
+
+def test_click_compound_overload_test() -> None:
+    text = """
+    require(compact_config)
+    elementclass Foo {
+       $a, $b | input -> Print(1) -> output
+    || $a, __REST__ $b | input -> Print(2) -> output
+    || $a, TWO $b, __REST__ $c | input -> Print(3) -> output
+    }
+    InfiniteSource(DATA "", LIMIT 1, STOP true)
+      -> Foo(A)
+      -> f::Foo(A, TWO B)
+    elementclass Foo {
+       $a, $b | input -> Print(4) -> output
+    || ...
+    }
+    f -> Foo(A, B) -> Foo(A, B, C) -> Discard
+    """
+    elements, conns = flat(text)
+    assert elements == {
+        "InfiniteSource@1": ("InfiniteSource", 'DATA "", LIMIT 1, STOP true'),
+        "Discard@6": ("Discard", ""),
+        "Foo@2/Print@1": ("Print", "2"),
+        "f/Print@1": ("Print", "1"),
+        "Foo@4/Print@1": ("Print", "4"),
+        "Foo@5/Print@1": ("Print", "2"),
+    }
+    chain = ["InfiniteSource@1", "Foo@2/Print@1", "f/Print@1", "Foo@4/Print@1", "Foo@5/Print@1",
+             "Discard@6"]
+    assert set(conns) == {(a, 0, b, 0) for a, b in zip(chain, chain[1:])}
+
+
+def test_click_indexed_variables_test() -> None:
+    text = """
+    elementclass Foo {
+       $a | input -> Print("$a") -> Print("${a[0]}") -> Print("${a[2]}") -> Print("${a[3]}") -> output
+    }
+    elementclass Bar {
+       $a, $n | input -> Print("${a[$n]}") -> output
+    }
+    elementclass Baz {
+       $a | input -> Bar(${a[1]} ${a[0]}, ${a[2]}) -> output
+    }
+    InfiniteSource(DATA "", LIMIT 1, STOP true)
+      -> Foo(A B C) -> Bar(D E F, 2) -> Baz(G H 1) -> Baz(I J 0) -> Discard
+    """
+    elements, _ = flat(text)
+    prints = {name: config for name, (cls, config) in elements.items() if cls == "Print"}
+    assert prints == {"Foo@2/Print@1": '"A B C"', "Foo@2/Print@2": '"A"', "Foo@2/Print@3": '"C"',
+                      "Foo@2/Print@4": '""', "Bar@3/Print@1": '"F"',
+                      "Baz@4/Bar@1/Print@1": '"G"', "Baz@5/Bar@1/Print@1": '"J"'}
+
+
+def test_click_compound_inputs_test() -> None:
+    text = """
+    elementclass RS {
+       __REST__ $rest | InfiniteSource($rest) -> output
+    }
+    elementclass P { input[0] -> Print -> [0]output }
+    elementclass D { input[0] -> Discard }
+    RS(DATA "I love myself\\n", LIMIT 10, STOP true) -> P -> D
+    """
+    elements, conns = flat(text)
+    assert elements["RS@1/InfiniteSource@1"] == ("InfiniteSource", 'DATA "I love myself\\n", LIMIT 10, STOP true')
+    assert set(conns) == {("RS@1/InfiniteSource@1", 0, "P@2/Print@1", 0),
+                          ("P@2/Print@1", 0, "D@3/Discard@1", 0)}
+
+
+# (test/tools/lexer-0N.clicktest and test/standard/landmarks-01.clicktest in Click's
+# repository; only the checks that hold for the user-level driver)
+
+MORE = CLASSES | {"PullNull", "Paint", "Message", "DriverManager"}
+
+
+def edges(text: str) -> set[tuple[str, int, str, int]]:
+    graph = parse(text, "t.click", MORE)
+    return {(c.src, c.src_port, c.dst, c.dst_port) for c in graph.connections}
+
+
+def test_click_lexer_commas_in_connections() -> None:
+    assert edges("""a, b, c :: Idle;
+        p, q :: PullNull;
+        a, a[1] -> b -> p, q;
+        p -> [0]c, [1]c; q -> [2]c;""") == {
+        ("a", 0, "b", 0), ("a", 1, "b", 0), ("b", 0, "p", 0), ("b", 0, "q", 0),
+        ("p", 0, "c", 0), ("p", 0, "c", 1), ("q", 0, "c", 2)}
+    assert edges("a, b, c :: Idle; a => b, c, [0,1] a;") == {
+        ("a", 0, "b", 0), ("a", 1, "c", 0), ("a", 2, "a", 0), ("a", 3, "a", 1)}
+    assert edges("""a, b :: Idle;
+        a -> { -> } -> b;
+        a [1] -> { [0] -> [0] } -> [1] b;""") == {("a", 0, "b", 0), ("a", 1, "b", 1)}
+
+
+def test_click_lexer_connection_errors() -> None:
+    _, errs, _ = parse_collect("a, b, c, d :: Idle;\na [0,1] => [0,1,2] b;\nc [] => [] d;", "C", MORE)
+    assert [(e.line, e.message) for e in errs] == [
+        (2, "connection mismatch: 2 outputs connected to 3 inputs"),
+        (3, "at most one expandable port allowed per connection")]
+    _, errs, _ = parse_collect("a, b, c, d :: Idle;\na [0,1,2] -> [0,1,2] b;", "C2", MORE)
+    assert [(e.line, e.message) for e in errs] == [
+        (2, "syntax error: many-to-many connections require '=>'")]
+
+
+@pytest.mark.parametrize("text", [
+    "a, b, c, d :: Idle; a [0,1,2] => c, b, d;",
+    "a, b, c, d :: Idle; a [0,1,2] => ( -> c ), ( -> b ), d;",
+    "a, d :: Idle; a => (-> c :: Idle), (-> b :: Idle), d;",
+])
+def test_click_lexer_element_groups(text: str) -> None:
+    assert edges(text) == {("a", 0, "c", 0), ("a", 1, "b", 0), ("a", 2, "d", 0)}
+
+
+@pytest.mark.parametrize("text", [
+    "elementclass Foo { a, b, c, d :: Idle; a [0,1,2] => c, b, d; } foo::Foo;",
+    "elementclass Foo { a, b, c, d :: Idle; a [0,1,2] => ( -> c ), ( -> b ), d; } foo::Foo;",
+    "elementclass Foo { a, d :: Idle; a => (-> c :: Idle), (-> b :: Idle), d; } foo::Foo;",
+])
+def test_click_lexer_element_groups_in_compounds(text: str) -> None:
+    assert edges(text) == {("foo/a", 0, "foo/c", 0), ("foo/a", 1, "foo/b", 0),
+                           ("foo/a", 2, "foo/d", 0)}
+
+
+def test_click_lexer_nested_groups_and_compounds() -> None:
+    text = """analyzer, x1, x2 :: Idle;
+    x1 -> analyzer -> x2;
+    c :: Idle =>
+             [1] analyzer [1],
+             (-> c2 :: Idle => (->), Paint(1) ->)
+    -> post_classification :: Idle;"""
+    graph = parse(text, "B", MORE)
+    [paint] = [e.name for e in graph.elements.values() if e.cls == "Paint"]
+    assert edges(text) == {
+        ("x1", 0, "analyzer", 0), ("analyzer", 0, "x2", 0), ("analyzer", 1, "post_classification", 0),
+        ("c", 0, "analyzer", 1), ("c", 1, "c2", 0), ("c2", 0, "post_classification", 0),
+        ("c2", 1, paint, 0), (paint, 0, "post_classification", 0)}
+    named = text.replace("(-> c2 :: Idle => (->), Paint(1) ->)",
+                         "foo :: { -> c2 :: Idle => (->), Paint(1) -> }")
+    assert ("c", 1, "foo/c2", 0) in edges(named) and ("foo/c2", 0, "post_classification", 0) in edges(named)
+
+
+def test_click_lexer_lexical_scoping_of_formals() -> None:
+    graph = parse("""elementclass Foo { $a | DriverManager($a); }
+        elementclass Far { $a, $b | Foo($b); }
+        Far(wait_stop stop, stop);""", "A", MORE)
+    assert {e.name: e.config for e in graph.elements.values()} == {
+        "Far@1/Foo@1/DriverManager@1": "stop"}
+    graph = parse("""elementclass Foo {
+        $a |
+           elementclass Bar { $b | DriverManager($a); }
+           elementclass Baz { $a | Idle; Bar($a); }
+           Baz(fuckola);
+        }
+        Foo(stop);""", "B", MORE)
+    assert {e.name: e.config for e in graph.elements.values()} == {
+        "Foo@1/Baz@1/Idle@1": "", "Foo@1/Baz@1/Bar@2/DriverManager@1": "stop"}
+
+
+def test_click_lexer_backslash_and_line_directive_in_config() -> None:
+    graph = parse('m :: Message("\\\\");', "A", MORE)
+    assert graph.elements["m"].config == '"\\\\"'
+    graph = parse('m :: Message(\n# 100 "foobar.click"\n"test");\nm2 :: Message("test2");', "A.click", MORE)
+    assert graph.elements["m"].config == '\n"test"'
+    assert (graph.elements["m"].file, graph.elements["m"].line) == ("A.click", 1)
+    assert (graph.elements["m2"].file, graph.elements["m2"].line) == ("foobar.click", 101)
+
+
+def test_click_lexer_top_level_implicit_port_is_an_error() -> None:
+    assert where("->Null;") == [(1, 1, "syntax error near '->'")]
+
+
+def test_click_landmarks_redeclaration() -> None:
+    text = '\nx :: Idle;\nyy :: Idle;\n# 1 "B"\nx :: Idle;\n# 5 "A"\ny :: PullNull;\nx[1] -> y -> x;\n'
+    _, errs, _ = parse_collect(text, "A", MORE)
+    assert [(e.file, e.line, e.message) for e in errs] == [
+        ("B", 1, "redeclaration of element 'x'"), ("A", 2, "element 'x' previously declared here")]

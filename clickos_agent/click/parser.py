@@ -12,6 +12,7 @@ all of them are collected before ``parse`` raises one ConfigError.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -1046,11 +1047,30 @@ class _Env:
         return None
 
 
-def expand_variables(config: str, env: _Env, depth: int = 0) -> str:
-    """Replace ``$name``, ``${name}`` and ``${name-default}`` outside single quotes.
+def _lookup(body: str, env: _Env, depth: int) -> str | None:
+    """The value of ``${body}``: ``name``, ``name[N]`` (Nth word), ``name-default``."""
+    if "$" in body:
+        body = expand_variables(body, env, depth + 1)
+    m = re.fullmatch(r"\s*(\w*)\s*(?:\[\s*(\d+)\s*\]\s*)?(-.*)?", body, re.S | re.A)
+    if m is None:
+        return None
+    value = env.lookup(m.group(1))
+    if value is None:
+        return expand_variables(m.group(3)[1:], env, depth + 1) if m.group(3) else None
+    value = expand_variables(value, env, depth + 1)
+    if m.group(2) is not None:
+        words = split_words(value)
+        index = int(m.group(2))
+        return words[index] if index < len(words) else ""
+    return value
 
-    Unknown variables stay as written, as in Click; inside double quotes the
-    value is escaped so it stays one quoted string.
+
+def expand_variables(config: str, env: _Env, depth: int = 0) -> str:
+    """Replace ``$name``, ``${name}``, ``${name[N]}`` and ``${name-default}`` (Click's cp_expand).
+
+    Nothing is replaced inside single quotes or comments; unknown variables
+    stay as written; inside double quotes the value is escaped so that it
+    stays one quoted string.
     """
     if "$" not in config or depth > 10:
         return config
@@ -1065,6 +1085,17 @@ def expand_variables(config: str, env: _Env, depth: int = 0) -> str:
             continue
         if c in "'\"":
             quote = c if not quote else ("" if quote == c else quote)
+        elif c == "/" and not quote and config[i + 1:i + 2] in ("/", "*"):
+            end = len(config) if config[i + 1] == "/" else config.find("*/", i + 2)
+            if config[i + 1] == "/":
+                newline = min((config.find(x, i) for x in "\n\r" if config.find(x, i) >= 0),
+                              default=n)
+                end = newline
+            else:
+                end = n if end < 0 else end + 2
+            out.append(config[i:end])
+            i = end
+            continue
         if c != "$" or quote == "'" or i + 1 >= n:
             out.append(c)
             i += 1
@@ -1074,22 +1105,17 @@ def expand_variables(config: str, env: _Env, depth: int = 0) -> str:
         if config[i + 1] == "{":
             close = config.find("}", i + 2)
             if close >= 0:
-                inner = config[i + 2:close]
-                name, dash, default = inner.partition("-")
-                value = env.lookup(name.strip())
-                if value is None and dash:
-                    value = default
+                value = _lookup(config[i + 2:close], env, depth)
                 end = close + 1
         else:
             while end < n and config[end].isascii() and (config[end].isalnum() or config[end] == "_"):
                 end += 1
             if end > i + 1:
-                value = env.lookup(config[i + 1:end])
+                value = _lookup(config[i + 1:end], env, depth)
         if value is None:
             out.append(c)
             i += 1
             continue
-        value = expand_variables(value, env, depth + 1)
         if quote == '"':
             value = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
         out.append(value)
