@@ -40,6 +40,7 @@ def test_keywords_positional_and_keyword() -> None:
     assert parse_keywords(["5", "STOP true"], specs) == {"N": 5, "STOP": True}
     assert parse_keywords(["N 7"], specs) == {"N": 7, "STOP": None}
     assert parse_keywords(["N 1", "N 2"], specs)["N"] == 2          # last one wins
+    assert parse_keywords(["5", "N 10"], specs)["N"] == 10           # a later keyword wins
 
 
 @pytest.mark.parametrize("args, message", [

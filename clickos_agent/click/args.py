@@ -201,10 +201,11 @@ def parse_keywords(args: Sequence[str], specs: Sequence[Spec]) -> dict[str, Any]
             # keyword there ends positional matching, as in Click
             first = next((i for i, t in enumerate(taken) if t != "pos"), -1)
             if (first >= 0 and taken[first] is None
-                    and (keywords[first] is None or (found < 0 and spec.mandatory))
-                    and found < first):
+                    and (keywords[first] is None or (found < 0 and spec.mandatory))):
                 taken[first] = "pos"
-                text = args[first]
+                # the positional argument is used up either way; a later keyword wins
+                if found < first:
+                    text = args[first]
         if text is None:
             if spec.mandatory:
                 errors.append(f"{spec.keyword}: required argument missing")
