@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from scapy.all import ICMP, IP, TCP, UDP, Ether, raw
 
-from clickos_agent.click.element import ArgError
+from clickos_agent.click.element import ArgError, HandlerError
 from clickos_agent.click.elements.rewriter import IPRewriter
 from clickos_agent.click.packet import Packet
 
@@ -204,3 +204,43 @@ def test_accepts_click_pattern_forms() -> None:
                   "xpattern - 1024-2048? - - 1 0", "TIMEOUT 1h", "DST_ANNO false"])
     assert rw.read_handlers["patterns"]() == (
         "1.0.0.1 1 - -\n1.0.0.1 1-65535 - -\n1.0.0.1 - - -\n1.0.0.1-1.0.0.9 2.0.0.1\n- 1024-2048 - -\n")
+
+
+def test_click_iprewriter_11_capacity_reserves_room_for_new_flows() -> None:
+    """Click's IPRewriter-11: guarantees, admission control and best-effort eviction."""
+    rw, got = rewriter(["pattern 2.0.0.1 1024-65535# - - 0 1", "drop", "MAPPING_CAPACITY 8"])
+    trace = [(0, "T", 0.1 * k, f"1.0.0.{k}", 10 + k, "2.0.0.2", 20 + k) for k in range(1, 10)]
+    trace += [(1, "T", 1 + 0.1 * k, "2.0.0.2", 20 + k, "2.0.0.1", 1023 + k) for k in range(1, 10)]
+    trace += [(0, "U", 7.0, "1.0.0.10", 20, "2.0.0.2", 30)]
+    trace += [(1, "T", 7 + 0.1 * k, "2.0.0.2", 20 + k, "2.0.0.1", 1023 + k) for k in range(1, 10)]
+    trace += [(1, "U", 8.0, "2.0.0.2", 30, "2.0.0.1", 1033),
+              (0, "T", 14.0, "1.0.0.11", 21, "2.0.0.2", 31), (1, "U", 14.1, "2.0.0.2", 30, "2.0.0.1", 1033),
+              (0, "T", 14.2, "1.0.0.11", 21, "2.0.0.2", 31), (0, "U", 20.0, "1.0.0.12", 22, "2.0.0.2", 32),
+              (1, "T", 20.1, "2.0.0.2", 31, "2.0.0.1", 1034), (1, "U", 20.2, "2.0.0.2", 32, "2.0.0.1", 1035)]
+    start = rw.clock.now
+    for port, proto, when, src, sport, dst, dport in trace:
+        rw.clock.now = start + when
+        l4 = TCP(sport=sport, dport=dport) if proto == "T" else UDP(sport=sport, dport=dport)
+        p = Packet(raw(Ether() / IP(src=src, dst=dst) / l4 / b"XXX"))
+        p.ip_off = p.off + 14
+        rw.push(port, p)
+    expected = [("2.0.0.1", 1023 + k, "2.0.0.2", 20 + k) for k in range(1, 9)]
+    expected += [("2.0.0.2", 20 + k, f"1.0.0.{k}", 10 + k) for k in range(1, 9)]
+    expected += [("2.0.0.1", 1033, "2.0.0.2", 30)]
+    expected += [("2.0.0.2", 20 + k, f"1.0.0.{k}", 10 + k) for k in range(2, 9)]
+    expected += [("2.0.0.2", 30, "1.0.0.10", 20), ("2.0.0.1", 1034, "2.0.0.2", 31),
+                 ("2.0.0.1", 1034, "2.0.0.2", 31), ("2.0.0.1", 1035, "2.0.0.2", 32),
+                 ("2.0.0.2", 32, "1.0.0.12", 22)]
+    assert [summary(p) for _, p in got] == expected
+
+
+def test_pattern_write_handler_replaces_spec_and_its_flows() -> None:
+    rw, got = rewriter(["pattern 1.0.0.2 1024-65534# - - 0 1", "drop"])
+    rw.push(0, packet("53.1.1.1", 1, "2.115.2.2", 2))
+    rw.write_handlers["pattern0"]("pattern 1.0.0.4 1024-65534# - - 0 1")
+    assert rw.read_handlers["pattern0"]() == "1.0.0.4 1024-65534 - -\n"
+    assert rw.read_handlers["nmappings"]() == "0"
+    rw.push(0, packet("53.1.1.1", 1, "2.115.2.2", 2))
+    assert [summary(p)[0:2] for _, p in got] == [("1.0.0.2", 1024), ("1.0.0.4", 1024)]
+    with pytest.raises(HandlerError, match="input spec 0: bad source address"):
+        rw.write_handlers["pattern0"]("pattern x - - - 0 1")

@@ -227,7 +227,7 @@ def ip_prefix_arg(text: str, allow_bare: bool = False) -> tuple[int, int] | None
     if slash > 0 and slash + 1 < len(text):
         addr = _short_ip(text[:slash])
         mask_text = text[slash + 1:]
-        length = int_arg(mask_text) if mask_text.isascii() and mask_text.isdigit() else None
+        length = int(mask_text) if mask_text.isascii() and mask_text.isdigit() else None
         if length is not None and 0 <= length <= 32:
             mask: int | None = prefix_mask(length)
         else:
@@ -914,7 +914,7 @@ class Parser:
         elif bitpos & ~31 != (bitpos + nbits - 1) & ~31:
             errs.error(f"field [{fieldpos}:{length}] does not fit in a single word")
         elif not 0 <= bitpos < 0x10000:
-            # Click's 16-bit offset field would wrap; such offsets are out of any header
+            # Click would scramble the field's type bits; refuse instead
             errs.error(f"field [{fieldpos}:{length}] does not fit in a single word")
         else:
             transp = 0 if prim.transp == UNKNOWN else prim.transp
@@ -985,22 +985,24 @@ class _Gen:
 
     def insn(self, x: Insn) -> str:
         tests = []
-        base = x.off & ~0xFF
+        # Click keeps offsets in 16 signed bits and picks the header by range,
+        # so ip[300] reads transport byte 44
+        off = ((x.off + 0x8000) & 0xFFFF) - 0x8000
+        base = OFFSET_TRANSP if off >= OFFSET_TRANSP else OFFSET_NET if off >= OFFSET_NET else OFFSET_MAC
+        var = {OFFSET_MAC: "m", OFFSET_NET: "i", OFFSET_TRANSP: "t"}[base]
         for k in range(4):
             mk = (x.mask >> (24 - 8 * k)) & 0xFF
             if not mk:
                 continue
             vk = (x.value >> (24 - 8 * k)) & 0xFF
-            rel = x.off - base + k
-            var = {OFFSET_MAC: "m", OFFSET_NET: "i", OFFSET_TRANSP: "t"}[base]
-            byte = f"b[{var}+{rel}]"
+            byte = f"b[{var}+{off - base + k}]"
             if mk != 0xFF:
                 byte = f"({byte}&{mk})"
             tests.append(f"{byte}=={vk}" if vk & mk == vk else "False")
         if not tests:
             return "True"
         cmp = " and ".join(tests)
-        need = x.required_length()
+        need = Insn(off, x.mask, x.value).required_length()
         if base == OFFSET_MAC:
             # Click reads the MAC header without a length check; ours may be absent
             return f"(m>=0 and {cmp})"

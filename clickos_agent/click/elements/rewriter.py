@@ -440,6 +440,7 @@ class IPRewriter(Element):
         self.specs = specs
         for i in range(self.ninputs):
             self.read_handlers[f"pattern{i}"] = lambda i=i: self.specs[i].unparse() + "\n"
+            self.write_handlers[f"pattern{i}"] = lambda text, i=i: self._write_pattern(i, text)
 
     # -------------------------------------------------------- packets
 
@@ -622,6 +623,17 @@ class IPRewriter(Element):
             raise HandlerError("CAPACITY: expected integer")
         self.capacity = value
         self._reap(self.clock())
+
+    def _write_pattern(self, i: int, text: str) -> None:
+        """Replace input ``i``'s spec; the flows it created go away (Click's pattern_write_handler)."""
+        try:
+            spec = parse_input_spec(text, self.noutputs)
+        except ArgError as e:
+            raise HandlerError(f"input spec {i}: {e}") from None
+        old = self.specs[i]
+        for flow in [f for f in self.flows.values() if f.spec is old]:
+            self._destroy(flow)
+        self.specs[i] = spec
 
     def _write_clear(self, _text: str) -> None:
         self._reap(self.clock(), clear_all=True)
