@@ -39,6 +39,9 @@ def test_parser_never_crashes(text: str) -> None:
         assert e.problems and errors
     for problem in errors + warnings:
         assert problem.line >= 1 and problem.col >= 1 and problem.message
+    for c in graph.connections:
+        assert c.src in graph.elements and c.dst in graph.elements
+        assert c.src_port >= 0 and c.dst_port >= 0
 
 
 @SETTINGS

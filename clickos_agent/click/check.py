@@ -173,13 +173,9 @@ class _Checker:
             used_out[c.src] = max(used_out[c.src], c.src_port + 1)
             used_in[c.dst] = max(used_in[c.dst], c.dst_port + 1)
         for d in self.decls:
-            cls = self.registry.get(d.cls)
-            if cls is None:
-                self.error(d, f"unknown element class '{d.cls}'")
-                continue
-            spec = parse_port_count(cls.port_count)
+            spec = parse_port_count(self.registry[d.cls].port_count)
             if spec is None:
-                self.error(d, f"{d.name}: bad port count")
+                self.error(d, f"{d.name} :: {d.cls}: bad port count")
                 continue
             self.nin[d.name], self.nout[d.name] = clamp_ports(spec, used_in[d.name], used_out[d.name])
         if self.errors:

@@ -18,13 +18,16 @@ def run_check(args: argparse.Namespace) -> int:
     failed = False
     for path in args.files:
         try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                text = f.read()
+            if path == "-":
+                text, name = sys.stdin.read(), "<stdin>"
+            else:
+                with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    text, name = f.read(), path
         except OSError as e:
             print(f"{path}: error: {e.strerror}", file=sys.stderr)
             failed = True
             continue
-        result = check(text, path)
+        result = check(text, name)
         problems = [("error", p) for p in result.errors] + [("warning", p) for p in result.warnings]
         problems.sort(key=lambda kp: (kp[1].line, kp[1].col))
         for kind, problem in problems:
@@ -39,5 +42,5 @@ def add_click_commands(click_subparsers: argparse._SubParsersAction) -> None:
         "check", help="check Click configurations as Click 2.1 would",
         description="Parse, flatten and validate Click configurations; print problems "
                     "as FILE:LINE:COL: error|warning: message; exit 1 on errors.")
-    parser.add_argument("files", nargs="+", metavar="FILE")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="a configuration file, or - for stdin")
     parser.set_defaults(func=run_check)
