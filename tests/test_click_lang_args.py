@@ -68,6 +68,8 @@ def test_typed_parsers() -> None:
     assert parse_ip_prefix("1.2.3.4", allow_bare_address=True) == ("1.2.3.4", 32)
     assert parse_time("10ms") == pytest.approx(0.01)
     assert parse_time("2m") == 120 and parse_time("1.5") == 1.5
+    assert parse_time("10 ms") == pytest.approx(0.01) and parse_time("3msec") == pytest.approx(0.003)
+    assert parse_time("1day") == 86400 and parse_time(".5s") == 0.5
     assert parse_bandwidth("1Mbps") == 125000 and parse_bandwidth("2KBps") == 2000
     assert parse_bandwidth("10") == 10
 

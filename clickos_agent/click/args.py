@@ -338,17 +338,20 @@ _BANDWIDTH_PREFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 
 def _split_unit(text: str, units: dict[str, float], prefixes: dict[str, float]
                 ) -> tuple[str, float] | None:
-    """Split ``text`` into number and unit factor; the unit may be absent."""
-    for unit in sorted(units, key=len, reverse=True):
+    """Split ``text`` into number and unit factor, as Click's UnitArg does.
+
+    Units are tried in Click's order (first matching suffix wins), a prefix
+    may stand just before the unit, and space may separate number and unit.
+    """
+    for unit, factor in units.items():
         if text.endswith(unit):
             head = text[:-len(unit)]
-            if head and head[-1] in prefixes and _NUMBER.fullmatch(head[:-1]):
-                return head[:-1], units[unit] * prefixes[head[-1]]
-            if _NUMBER.fullmatch(head):
-                return head, units[unit]
-    if _NUMBER.fullmatch(text):
-        return text, 1.0
-    return None
+            if head and head[-1] in prefixes:
+                factor *= prefixes[head[-1]]
+                head = head[:-1]
+            head = head.rstrip(_SPACE)
+            return (head, factor) if _NUMBER.fullmatch(head) else None
+    return (text, 1.0) if _NUMBER.fullmatch(text) else None
 
 
 def parse_time(text: str) -> float:

@@ -17,7 +17,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from chains.errors import ConfigError, Problem
-from clickos_agent.click.args import split_config, split_words
+from clickos_agent.click.args import parse_int, split_config, split_words
+from clickos_agent.click.element import ArgError
 from clickos_agent.click.graph import Connection, ElementDecl, RouterGraph
 
 MAX_DEPTH = 50          # Click's limit on compound and group nesting
@@ -997,8 +998,6 @@ def _unquote_word(word: str) -> str:
 
 def _click_int(text: str) -> int | None:
     """A port number as Click's IntArg reads it (decimal, 0x hex, 0 octal)."""
-    from clickos_agent.click.args import parse_int
-    from clickos_agent.click.element import ArgError
     try:
         return parse_int(text, 0, 2**31 - 1)
     except ArgError:
