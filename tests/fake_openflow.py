@@ -12,8 +12,10 @@ The switch model follows OpenFlow 1.3.x where our flows depend on it:
   masked value may have no bit set outside its mask; goto_table must go
   forward; a flow may not name a group that does not exist;
 - lookup picks the highest-priority matching entry; two matching entries of
-  the same priority are a bug in the controller (the spec leaves the outcome
-  undefined), so the fake raises ``Ambiguous`` instead of picking one;
+  the same priority leave the outcome undefined by the spec: in a steady
+  state that is a bug in the controller, so the fake raises ``Ambiguous``;
+  while an update is applied it may happen for a moment, and ``send_all``
+  then follows every possible choice;
 - apply-actions run in order: Output sends a copy of the packet as it is at
   that point; Output to the port the packet came in on sends nothing (the
   spec wants OFPP_IN_PORT for that); set_field needs the packet to have the
@@ -38,7 +40,7 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -70,6 +72,9 @@ FIELDS: dict[str, tuple[int, bool, str | None, tuple[int, ...]]] = {
     "arp_tpa": (32, True, "eth_type", (ETH_ARP,)),
     "mpls_label": (20, False, "eth_type", (ETH_MPLS, ETH_MPLS_MC)),
 }
+
+
+Choose = Callable[[int], int]   # given how many entries tie, the index of the one to use
 
 
 class OFError(Exception):
@@ -195,7 +200,8 @@ class FakeSwitch:
 
     # ------------------------------------------------------------ packets
 
-    def lookup(self, table_id: int, packet: Mapping[str, Any]) -> _Entry | None:
+    def lookup(self, table_id: int, packet: Mapping[str, Any], choose: Choose | None = None) -> _Entry | None:
+        """The entry a packet hits; ``choose`` picks among tied entries, else a tie raises Ambiguous."""
         best: list[_Entry] = []
         for entry in self.tables.get(table_id, {}).values():
             if best and entry.flow.priority < best[0].flow.priority:
@@ -206,16 +212,20 @@ class FakeSwitch:
                 else:
                     best = [entry]
         if len(best) > 1:
-            raise Ambiguous(f"switch {self.dpid:#x} table {table_id}: {[e.flow for e in best]} for {dict(packet)}")
+            if choose is None:
+                raise Ambiguous(f"switch {self.dpid:#x} table {table_id}: {[e.flow for e in best]} "
+                                f"for {dict(packet)}")
+            return sorted(best, key=lambda e: str(e.flow.match))[choose(len(best))]
         return best[0] if best else None
 
-    def process(self, packet: Mapping[str, Any], in_port: int) -> list[tuple[int, dict[str, Any]]]:
+    def process(self, packet: Mapping[str, Any], in_port: int,
+                choose: Choose | None = None) -> list[tuple[int, dict[str, Any]]]:
         """The (port, packet) copies the switch sends for a packet that came in on ``in_port``."""
         pkt = dict(packet, in_port=in_port)
         out: list[tuple[int, dict[str, Any]]] = []
         table_id: int | None = 0
         while table_id is not None:
-            entry = self.lookup(table_id, pkt)
+            entry = self.lookup(table_id, pkt, choose)
             if entry is None:
                 break
             entry.packets += 1
@@ -322,8 +332,37 @@ class FakeFabric:
         for message in messages:
             self.apply(message)
 
-    def send(self, host_name: str, packet: Mapping[str, Any]) -> Trace:
-        """Inject ``packet`` (header fields by OXM name) at the port of host ``host_name``."""
+    def send_all(self, host_name: str, packet: Mapping[str, Any], limit: int = 256) -> list[Trace]:
+        """The traces of every way the packet may go when entries of equal priority overlap.
+
+        The spec leaves the choice to the switch, which happens for a moment
+        during an update (an old flow and its replacement); every choice must
+        then be a good one.  Explores all combinations of choices, in order.
+        """
+        traces: list[Trace] = []
+        script: list[int] = []
+        while len(traces) < limit:
+            options: list[int] = []
+
+            def choose(n: int) -> int:
+                options.append(n)
+                return script[len(options) - 1] if len(options) <= len(script) else 0
+
+            traces.append(self.send(host_name, packet, choose))
+            picks = (script + [0] * len(options))[:len(options)]
+            while picks and picks[-1] + 1 >= options[len(picks) - 1]:
+                picks.pop()
+            if not picks:
+                break
+            picks[-1] += 1
+            script = picks
+        return traces
+
+    def send(self, host_name: str, packet: Mapping[str, Any], choose: Choose | None = None) -> Trace:
+        """Inject ``packet`` (header fields by OXM name) at the port of host ``host_name``.
+
+        Entries of equal priority that both match raise Ambiguous, unless ``choose`` picks one.
+        """
         host = self.topology.host_by_name[host_name]
         trace = Trace()
         queue: list[tuple[str, int, dict[str, Any]]] = [(host.switch, host.port, dict(packet))]
@@ -335,7 +374,7 @@ class FakeFabric:
                 trace.lost.append("loop")
                 break
             trace.switches.append(switch)
-            copies = self.switches[switch].process(pkt, in_port)
+            copies = self.switches[switch].process(pkt, in_port, choose)
             if not copies:
                 trace.lost.append(f"dropped at {switch}")
             for port, out in copies:

@@ -50,9 +50,10 @@ Port ranges.  OpenFlow 1.3 has no range match.  A range of at most
 set of (value, mask) prefixes, which needs masked tcp/udp port matches (an
 Open vSwitch extension) -- the price of not installing thousands of flows.
 
-Priorities.  Chains are ordered by their ``priority`` (dense rank of the
-distinct values in the plan), each rank owning ``LEVEL_STRIDE`` OpenFlow
-priorities above the lower tables' ones; within it the forward direction wins
+Priorities.  Chains are ordered by their ``priority`` (the value itself when
+every chain's is below ``MAX_LEVELS``, else the dense rank of the distinct
+values), each level owning ``LEVEL_STRIDE`` OpenFlow priorities above the
+lower tables' ones; within it the forward direction wins
 over the reverse, then more spreading bits win (so a hop being scaled never
 leaves two overlapping flows of equal priority while the diff is applied).
 
@@ -146,13 +147,25 @@ def compile_fabric(topology: Topology, chains: Iterable[Chain], placement: Place
     base_flows, base_ranks = _base(topology)
     desired = Desired(dict(base_flows), {}, dict(base_ranks), {},
                       cookies.chain_ids(c.name for c in chains), {})
-    levels = {p: i for i, p in enumerate(sorted({c.priority for c in chains}))}
-    if len(levels) > MAX_LEVELS:
-        raise PlanError("", f"more than {MAX_LEVELS} distinct chain priorities")
+    levels = _levels({c.priority for c in chains})
     compiler = _ChainCompiler(fabric, desired)
     for chain in chains:
         compiler.chain(chain, placement, ready, levels[chain.priority])
     return desired
+
+
+def _levels(priorities: set[int]) -> dict[int, int]:
+    """Chain priority -> level: the priority itself when all fit, else the dense rank.
+
+    Using the priority itself keeps a chain's flows where they are when other
+    chains come and go; ranks would shift, and for a moment a chain's old flows
+    and another's new ones could overlap at equal priority.
+    """
+    if max(priorities, default=0) < MAX_LEVELS:
+        return {p: p for p in priorities}
+    if len(priorities) > MAX_LEVELS:
+        raise PlanError("", f"more than {MAX_LEVELS} distinct chain priorities")
+    return {p: i for i, p in enumerate(sorted(priorities))}
 
 
 # ---------------------------------------------------------------- normal forwarding
