@@ -62,6 +62,7 @@ def naive_up(ovs: OVS, state: emulator.FabricState) -> None:
         sh("ip", "link", "add", c["veth"], "type", "veth", "peer", "name", c["uplink"])
         sh("ip", "link", "set", c["veth"], "up")
         sh("ip", "link", "set", c["uplink"], "up")
+    ports = state.switch_ports()
     for name, s in state.switches.items():
         br = s["bridge"]
         ovs.vsctl("add-br", br)
@@ -69,11 +70,7 @@ def naive_up(ovs: OVS, state: emulator.FabricState) -> None:
         ovs.vsctl("set", "Bridge", br, "protocols=OpenFlow13")
         ovs.vsctl("set", "Bridge", br, "fail_mode=secure")
         ovs.vsctl("set", "Bridge", br, f"other_config:datapath-id={s['dpid']:016x}")
-        ports = [(v, link[f"{side}_port"]) for link in state.links
-                 for side, v in zip("ab", link["veths"]) if link[side] == name]
-        ports += [(h["veth"], h["port"]) for h in state.hosts.values() if h["switch"] == name]
-        ports += [(c["veth"], c["port"]) for c in state.computes.values() if c["switch"] == name]
-        for port, number in ports:
+        for port, number in ports[name]:
             ovs.vsctl("add-port", br, port)
             ovs.vsctl("set", "Interface", port, f"ofport_request={number}")
     for c in state.computes.values():

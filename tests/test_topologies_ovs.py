@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,14 @@ def leftovers(state: emulator.FabricState) -> list[str]:
 def port_numbers(ovs: OVS, bridge: str) -> dict[str, int]:
     """Port name -> OpenFlow port number, as ``ovs-ofctl show`` reports them."""
     return {name: int(number) for number, name in re.findall(r"^ (\d+)\((\S+)\):", ovs.ofctl("show", bridge), re.M)}
+
+
+def eventually(probe: Callable[[], object], expected: object, limit: float = 10.0) -> bool:
+    """Whether ``probe()`` comes to equal ``expected``: OVS reflects a kernel change on its next poll."""
+    deadline = time.monotonic() + limit
+    while (value := probe()) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value == expected
 
 
 def test_leaf_spine_comes_up_as_described(fabric: FabricFactory) -> None:
@@ -124,20 +134,21 @@ def test_controller_settings(fabric: FabricFactory) -> None:
 def test_link_cut_and_restore(fabric: FabricFactory) -> None:
     state = fabric(load_topology(LEAF_SPINE))
     ovs = state.ovs()
-    run_dir = state.run_dir
     link = state.find_link("spine1", "leaf2")
 
-    def port_state(port: str) -> str:
-        return ovs.vsctl("get", "Interface", port, "link_state").strip()
+    def states() -> list[tuple[str, str]]:
+        """(kernel operational state, OVS's link state) of both ends."""
+        kernel = [netns.run(["ip", "-br", "link", "show", "dev", v]).split()[1] for v in link["veths"]]
+        return [(k, ovs.vsctl("get", "Interface", v, "link_state").strip()) for k, v in zip(kernel, link["veths"])]
 
-    emulator.set_link("leaf2", "spine1", False, run_dir)
-    assert emulator.load_state(run_dir).find_link("leaf2", "spine1")["up"] is False
-    assert [port_state(v) for v in link["veths"]] == ["down", "down"]
-    emulator.set_link("spine1", "leaf2", True, run_dir)
-    assert [port_state(v) for v in link["veths"]] == ["up", "up"]
+    emulator.set_link("leaf2", "spine1", False, state.run_dir)
+    assert emulator.load_state(state.run_dir).find_link("leaf2", "spine1")["up"] is False
+    assert eventually(states, [("DOWN", "down"), ("DOWN", "down")])
+    emulator.set_link("spine1", "leaf2", True, state.run_dir)
+    assert eventually(states, [("UP", "up"), ("UP", "up")])
     assert port_numbers(ovs, state.switch_bridge("leaf2"))[link["veths"][0]] == 1
     with pytest.raises(emulator.FabricError, match="no link between"):
-        emulator.set_link("spine1", "spine2", False, run_dir)
+        emulator.set_link("spine1", "spine2", False, state.run_dir)
 
 
 def test_up_twice_is_an_error_and_a_failed_up_rolls_back(fabric: FabricFactory,

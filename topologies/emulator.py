@@ -87,6 +87,16 @@ class FabricState:
         """The learning bridge standing in for compute host ``compute``'s VALE switch."""
         return self.computes[compute]["bridge"]
 
+    def switch_ports(self) -> dict[str, list[tuple[str, int]]]:
+        """Switch name -> its ports as (interface name, OpenFlow port number)."""
+        ports: dict[str, list[tuple[str, int]]] = {name: [] for name in self.switches}
+        for link in self.links:
+            ports[link["a"]].append((link["veths"][0], link["a_port"]))
+            ports[link["b"]].append((link["veths"][1], link["b_port"]))
+        for entry in [*self.hosts.values(), *self.computes.values()]:
+            ports[entry["switch"]].append((entry["veth"], entry["port"]))
+        return ports
+
     def find_link(self, a: str, b: str) -> dict[str, Any]:
         for link in self.links:
             if {link["a"], link["b"]} == {a, b}:
@@ -188,9 +198,13 @@ def up(topo: Topology, controller: str | None = None, run_dir: str | os.PathLike
         _check_ports(ovs, state)
         state.status = "up"
         save_state(state)
-    except BaseException:
-        _teardown(state)
-        state_path.unlink(missing_ok=True)
+    except BaseException as exc:
+        try:
+            _teardown(state)
+        except Exception as cleanup:  # keep the state file: 'down' can finish the job
+            exc.add_note(f"rolling back failed too ({cleanup}); run 'clicksteer fabric down --run-dir {run_dir}'")
+        else:
+            state_path.unlink(missing_ok=True)
         raise
     return state
 
@@ -219,6 +233,7 @@ def _create_links(state: FabricState) -> None:
 def _create_bridges(ovs: OVS, state: FabricState) -> None:
     """Every bridge and port in one ovs-vsctl transaction (one database round trip, one reconfiguration)."""
     args: list[str] = []
+    ports = state.switch_ports()
     for i, (name, s) in enumerate(state.switches.items()):
         br = s["bridge"]
         args += ["--", "add-br", br, "--", "set", "Bridge", br, "datapath_type=netdev", "protocols=OpenFlow13",
@@ -228,16 +243,8 @@ def _create_bridges(ovs: OVS, state: FabricState) -> None:
             args += ["--", f"--id=@c{i}", "create", "Controller", f"target=\"{state.controller}\"",
                      f"max_backoff={MAX_BACKOFF_MS}", "connection_mode=out-of-band",
                      "--", "set", "Bridge", br, f"controller=@c{i}"]
-        for link in state.links:
-            for side, veth in zip("ab", link["veths"]):
-                if link[side] == name:
-                    args += add_port_args(br, veth, link[f"{side}_port"])
-        for h in state.hosts.values():
-            if h["switch"] == name:
-                args += add_port_args(br, h["veth"], h["port"])
-        for c in state.computes.values():
-            if c["switch"] == name:
-                args += add_port_args(br, c["veth"], c["port"])
+        for port, number in ports[name]:
+            args += add_port_args(br, port, number)
     for c in state.computes.values():
         # The VALE stand-in: a plain learning switch (NORMAL), never under a controller.
         args += ["--", "add-br", c["bridge"], "--", "set", "Bridge", c["bridge"], "datapath_type=netdev",
@@ -248,10 +255,7 @@ def _create_bridges(ovs: OVS, state: FabricState) -> None:
 
 def _check_ports(ovs: OVS, state: FabricState) -> None:
     """Every port got its requested OpenFlow number (-1 would mean OVS could not open it)."""
-    want = {link["veths"][0]: link["a_port"] for link in state.links}
-    want |= {link["veths"][1]: link["b_port"] for link in state.links}
-    want |= {h["veth"]: h["port"] for h in state.hosts.values()}
-    want |= {c["veth"]: c["port"] for c in state.computes.values()}
+    want = {port: number for ports in state.switch_ports().values() for port, number in ports}
     want |= {c["uplink"]: c["uplink_ofport"] for c in state.computes.values()}
     got = {}
     for line in ovs.vsctl("--bare", "--columns=name,ofport", "list", "Interface").split("\n\n"):
