@@ -31,6 +31,7 @@ from clickos_agent.click.runtime import Router  # noqa: E402
 BUDGET_PPS = 50_000
 BUDGET_RATIO = 0.3
 PACKETS = 200_000
+FLOWS = 1_000
 ROUNDS = 3
 
 
@@ -42,19 +43,21 @@ def _checksum(header: bytes) -> int:
 
 
 def make_trace(path: str, count: int) -> None:
-    """UDP and TCP packets between a few hosts, 10% of them to a filtered port."""
+    """UDP and TCP packets of 1,000 flows (a middlebox sees many packets per flow);
+    one flow in ten goes to a port the filter drops."""
     packets = []
     for i in range(count):
-        proto = 17 if i % 2 else 6
-        dport = 23 if i % 10 == 0 else 80
-        sport = 1024 + i % 500
+        flow = i % FLOWS
+        proto = 17 if flow % 2 else 6
+        dport = 23 if flow % 10 == 0 else 80
+        sport = 1024 + flow
         payload = bytes(18)
         if proto == 17:
             l4 = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
         else:
             l4 = struct.pack("!HHIIBBHHH", sport, dport, i, 0, 0x50, 0x02, 8192, 0, 0) + payload
-        src = bytes([10, 0, (i >> 8) & 0x3, i & 0xFF])
-        dst = bytes([10, 1, 0, 1 + i % 4])
+        src = bytes([10, 0, flow >> 8, flow & 0xFF])
+        dst = bytes([10, 1, 0, 1 + flow % 4])
         header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), i & 0xFFFF, 0, 64, proto, 0,
                              src, dst)
         header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]

@@ -11,6 +11,10 @@ DST_IP_ANNO_OFFSET = 0
 PAINT_ANNO_OFFSET = 16
 ANNO_SIZE = 48
 
+# Concatenating to this (never modified) makes a new buffer with zeroed headroom
+# in one step, about twice as fast as building the headroom per packet.
+_HEADROOM_BYTES = bytearray(HEADROOM)
+
 
 class Packet:
     """A packet: ``buf[off:]`` is its data; bytes before ``off`` are headroom.
@@ -30,7 +34,9 @@ class Packet:
 
     def __init__(self, data: bytes | bytearray, timestamp: float = 0.0,
                  headroom: int = HEADROOM, ts_ns: int | None = None) -> None:
-        if headroom:
+        if headroom == HEADROOM:
+            self.buf = _HEADROOM_BYTES + data
+        elif headroom:
             self.buf = bytearray(headroom) + data
         else:
             self.buf = bytearray(data)

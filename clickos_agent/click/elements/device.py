@@ -2,7 +2,8 @@
 
 A ClickOS configuration names devices by number (``FromDevice(0)``); the router
 maps that to a Linux interface (``Router.device``).  FromDevice ignores frames
-the socket reports as outgoing, so a router never reads its own transmissions.
+its socket reports as outgoing, so a router never reads its own transmissions
+(ToDevice sends on a socket of its own that receives nothing).
 """
 
 from __future__ import annotations
@@ -27,11 +28,17 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 
 
-def open_packet_socket(ifname: str, promisc: bool = False) -> socket.socket:
-    """A non-blocking raw AF_PACKET socket bound to ``ifname`` for every protocol."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+def open_packet_socket(ifname: str, receive: bool, promisc: bool = False) -> socket.socket:
+    """A non-blocking raw AF_PACKET socket on ``ifname``; it receives every protocol if ``receive``.
+
+    The socket is created with protocol 0 and given ETH_P_ALL only at bind:
+    creating it with ETH_P_ALL hooks it on every interface first, and moving
+    the hook at bind waits for an RCU grace period (~10 ms), which would cost
+    an instance's boot time.
+    """
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
-        sock.bind((ifname, ETH_P_ALL))
+        sock.bind((ifname, ETH_P_ALL if receive else 0))
         if promisc:
             index = socket.if_nametoindex(ifname)
             mreq = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
@@ -41,25 +48,6 @@ def open_packet_socket(ifname: str, promisc: bool = False) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-# Sockets shared between a FromDevice and ToDevice on one interface, per router,
-# so both use one socket as Click's userlevel elements do.
-_SOCKETS: dict[tuple[int, str], socket.socket] = {}
-
-
-def _socket_for(router: object, ifname: str, promisc: bool) -> socket.socket:
-    key = (id(router), ifname)
-    sock = _SOCKETS.get(key)
-    if sock is None or sock.fileno() < 0:
-        sock = _SOCKETS[key] = open_packet_socket(ifname, promisc)
-    return sock
-
-
-def _release(router: object, ifname: str) -> None:
-    sock = _SOCKETS.pop((id(router), ifname), None)
-    if sock is not None:
-        sock.close()
 
 
 @element_class
@@ -104,7 +92,7 @@ class FromDevice(Element):
         self._router = router
         self.ifname = router.device(self.devname)  # type: ignore[attr-defined]
         try:
-            self._sock = _socket_for(router, self.ifname, self.promisc)
+            self._sock = open_packet_socket(self.ifname, True, self.promisc)
         except OSError as e:
             raise ArgError(f"{self.ifname}: {e.strerror}") from None
         router.add_reader(self._sock.fileno(), self._readable)  # type: ignore[attr-defined]
@@ -114,7 +102,7 @@ class FromDevice(Element):
         if self._sock is not None:
             if self._router is not None:
                 self._router.remove_reader(self._sock.fileno())  # type: ignore[attr-defined]
-            _release(self._router, self.ifname)
+            self._sock.close()
             self._sock = None
 
     def _readable(self) -> None:
@@ -185,7 +173,7 @@ class ToDevice(Element):
         self._router = router
         self.ifname = router.device(self.devname)  # type: ignore[attr-defined]
         try:
-            self._sock = _socket_for(router, self.ifname, False)
+            self._sock = open_packet_socket(self.ifname, False)
         except OSError as e:
             raise ArgError(f"{self.ifname}: {e.strerror}") from None
         if self.input_is_pull(0):
@@ -193,7 +181,7 @@ class ToDevice(Element):
 
     def cleanup(self) -> None:
         if self._sock is not None:
-            _release(self._router, self.ifname)
+            self._sock.close()
             self._sock = None
 
     def _send(self, packet: Packet) -> None:

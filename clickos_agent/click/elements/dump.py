@@ -262,11 +262,18 @@ class FromDump(Element):
         self._router.wake_at(due)  # type: ignore[attr-defined]
         return False
 
+    def _plain(self) -> bool:
+        """True when every record becomes a packet as is (no times, sampling or FORCE_IP)."""
+        return (self._start is None and self._end is None and self.sample >= 1.0
+                and not self.timing and not self.force_ip and self._pending is None)
+
     def _run(self) -> bool:
         if not self.active:
             return False
         out = self.out[0]
         burst = 1 if self._router._sink_tasks else _BURST  # type: ignore[attr-defined]
+        if self._plain() and self._reader is not None and not self._done:
+            return self._run_plain(out, burst)
         n = 0
         while n < burst:
             packet = self._next()
@@ -275,6 +282,25 @@ class FromDump(Element):
             self.count += 1
             out(packet)
             n += 1
+        return n > 0
+
+    def _run_plain(self, out: Callable[[Packet], None], burst: int) -> bool:
+        """The common case of ``_run`` without per-record checks (the fast path)."""
+        read = self._reader.read  # type: ignore[union-attr]
+        n = 0
+        while n < burst:
+            record = read()
+            if record is None:
+                self._finish()
+                break
+            ts, data, orig_len = record
+            packet = Packet(data, ts_ns=ts)
+            packet.mac_off = packet.off
+            if orig_len > len(data):
+                packet.extra_len = orig_len - len(data)
+            n += 1
+            self.count += 1
+            out(packet)
         return n > 0
 
     def pull_callable(self, port: int) -> Callable[[], Packet | None]:

@@ -5,6 +5,8 @@ Semantics follow Click 2.1's elements/ethernet.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from clickos_agent.click.args import Spec, parse_ip_prefix, parse_keywords, parse_mac, split_words
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
 from clickos_agent.click.elements.common import anno_arg, ip_arg, mac_arg, uint_arg, unparse_mac
@@ -39,6 +41,14 @@ class EtherRewrite(Element):
         mac = packet.mac_off if packet.mac_off is not None else packet.off
         packet.buf[mac:mac + 12] = self._header
         return packet
+
+    def push_callable(self, port: int) -> Callable[[Packet], None]:
+        return self._push
+
+    def _push(self, packet: Packet) -> None:
+        mac = packet.mac_off if packet.mac_off is not None else packet.off
+        packet.buf[mac:mac + 12] = self._header
+        self.out[0](packet)
 
 
 @element_class

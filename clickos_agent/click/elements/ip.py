@@ -162,6 +162,13 @@ class MarkIPHeader(Element):
         packet.ip_off = packet.off + self.offset
         return packet
 
+    def push_callable(self, port: int) -> Callable[[Packet], None]:
+        return self._push
+
+    def _push(self, packet: Packet) -> None:
+        packet.ip_off = packet.off + self.offset
+        self.out[0](packet)
+
 
 @element_class
 class DecIPTTL(Element):

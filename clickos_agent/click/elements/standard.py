@@ -182,21 +182,41 @@ class Counter(Element):
             except HandlerError as e:
                 print(f"{self.name}: {e}", file=sys.stderr)
 
-    def simple_action(self, packet: Packet) -> Packet:
-        self.count += 1
-        length = len(packet.buf) - packet.off
-        self.byte_count += length
-        now = _now_ns()
-        self._rate.update(1, now)
-        self._byte_rate.update(length, now)
+    def _check_triggers(self) -> None:
         if self.count == self._count_trigger and not self._count_triggered:
             self._count_triggered = True
             self._fire(self._count_call)
-        if self._byte_trigger >= 0 and self.byte_count >= self._byte_trigger \
-                and not self._byte_triggered:
+        if 0 <= self._byte_trigger <= self.byte_count and not self._byte_triggered:
             self._byte_triggered = True
             self._fire(self._byte_call)
+
+    def simple_action(self, packet: Packet) -> Packet:
+        self._count_packet(packet)
         return packet
+
+    def push_callable(self, port: int) -> Callable[[Packet], None]:
+        return self._push
+
+    def _push(self, packet: Packet) -> None:
+        self._count_packet(packet)
+        self.out[0](packet)
+
+    def _count_packet(self, packet: Packet) -> None:
+        """Count ``packet`` (kept to one call: this is on every packet's path)."""
+        self.count += 1
+        length = len(packet.buf) - packet.off
+        self.byte_count += length
+        rate = self._rate
+        # the same 1 ms epoch usually: just add to it without a call
+        if _now_ns() // RateEWMA.EPOCH_NS == rate.epoch:
+            rate.pending += 1
+            self._byte_rate.pending += length
+        else:
+            now = _now_ns()
+            rate.update(1, now)
+            self._byte_rate.update(length, now)
+        if self._count_call is not None or self._byte_call is not None:
+            self._check_triggers()
 
 
 @element_class
@@ -461,6 +481,14 @@ class Strip(Element):
         off = packet.off + self.nbytes
         packet.off = off if off <= len(packet.buf) else len(packet.buf)
         return packet
+
+    def push_callable(self, port: int) -> Callable[[Packet], None]:
+        return self._push
+
+    def _push(self, packet: Packet) -> None:
+        off = packet.off + self.nbytes
+        packet.off = off if off <= len(packet.buf) else len(packet.buf)
+        self.out[0](packet)
 
 
 @element_class
