@@ -223,7 +223,10 @@ def check_keys(data: Mapping[str, Any], allowed: Iterable[str], required: Iterab
     for key in data:
         if key not in allowed:
             hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-            more = f" (did you mean {hint[0]!r}?)" if hint else f"; expected one of: {', '.join(allowed)}"
+            if hint:
+                more = f" (did you mean {hint[0]!r}?)"
+            else:
+                more = f"; expected one of: {', '.join(allowed)}" if allowed else " (nothing is allowed here)"
             issues.append(Issue((key,), f"unknown key {key!r}{more}", on_key=True))
     for key in required:
         if key not in data:

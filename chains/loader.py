@@ -89,6 +89,7 @@ class _Checker:
         self.root = root
         self.filename = filename
         self.problems: list[Problem] = []
+        self.broken_functions: set[str] = set()     # custom functions declared with problems
 
     # ---- reporting -----------------------------------------------------------------
 
@@ -181,6 +182,7 @@ class _Checker:
             except ValueError as exc:
                 self.error(here, str(exc), on_key=True)
             if not self.mapping(spec, here, f"function {name!r}"):
+                self.broken_functions.add(name)
                 continue
             self.report(here, check_keys(spec, FUNCTION_KEYS, ("click",)))
             description = self.parse(spec, "description", here, fields.text, "")
@@ -190,6 +192,8 @@ class _Checker:
                     self.error((*here, "click"), message)
             if len(self.problems) == before:
                 out[name] = CustomFunction(name, click, description)
+            elif name not in CATALOG:
+                self.broken_functions.add(name)
         return out
 
     def chain(self, data: Any, path: Path, functions: Mapping[str, CustomFunction]) -> Chain | None:
@@ -249,7 +253,9 @@ class _Checker:
         params = data.get("params", {})
         if params is None:      # "params:" with nothing after it
             params = {}
-        if function is not None and function not in CATALOG and function not in functions:
+        if function in self.broken_functions:
+            pass                    # its own problems are reported under functions:
+        elif function is not None and function not in CATALOG and function not in functions:
             known = [*CATALOG, *functions]
             hint = difflib.get_close_matches(function, known, n=1, cutoff=0.6)
             more = f" (did you mean {hint[0]!r}?)" if hint else f"; known functions: {', '.join(sorted(known))}"

@@ -428,6 +428,10 @@ def _libyaml_load(text: str, filename: str) -> Any:
         message = exc.problem or exc.context or "invalid YAML"
         if mark and _char_at(text, mark.line, mark.column) == "\t":
             message += " (a tab: YAML indents with spaces only)"
+        elif exc.problem and exc.context and exc.context_mark and exc.context_mark is not mark:
+            # libyaml often notices late (at the end of the file); say where it started
+            where = exc.context_mark
+            message += f" ({exc.context} at line {where.line + 1}, column {where.column + 1})"
         raise ConfigError([Problem(filename, line, col, f"invalid YAML: {message}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(filename, 1, 1, f"invalid YAML: {exc}")]) from None
