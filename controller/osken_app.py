@@ -272,6 +272,8 @@ class ClickSteerApp(app_manager.OSKenApp):
                 late = {dpid for dpid, _ in pending.outstanding}
                 for key in pending.outstanding:
                     self._barriers.pop(key, None)
+            log.warning("no barrier reply from %s within %g s", ", ".join(f"{d:#x}" for d in sorted(late)),
+                        self.barrier_timeout)
             result.unconfirmed |= late
         with self._lock:
             for key in [k for k, (_, p) in self._sent.items() if p is pending]:

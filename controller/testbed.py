@@ -1,0 +1,90 @@
+"""Processes around an emulated fabric, for integration tests and benches: controller and agents.
+
+Everything started here is a child process stopped by its PID; ports are
+picked free at start, and the topology is rewritten so its agents listen on
+them (several test sessions may share the machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from topologies.loader import write_topology
+from topologies.model import Topology
+
+CLICKSTEER = [sys.executable, "-m", "controller.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def with_free_agent_ports(topology: Topology) -> Topology:
+    computes = tuple(dataclasses.replace(c, agent=f"127.0.0.1:{free_port()}") for c in topology.computes)
+    return dataclasses.replace(topology, computes=computes)
+
+
+class Child:
+    """A clicksteer subcommand run as a child process; ``ready`` waits for its announcement line."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.log_path = log
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen(CLICKSTEER + argv, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     cwd=Path(__file__).resolve().parent.parent)
+
+    def ready(self, marker: str) -> str:
+        """Block until the child prints a line containing ``marker``; RuntimeError if it exits first."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if marker in line:
+                return line
+        self.proc.wait()
+        raise RuntimeError(f"{self.proc.args} exited ({self.proc.returncode}); see {self.log_path}:\n"
+                           + self.log_path.read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def start_controller(topology_file: Path, openflow_port: int, api_port: int, work: Path,
+                     token_file: Path | None = None) -> Child:
+    argv = ["controller", "--topology", str(topology_file), "--openflow", f"127.0.0.1:{openflow_port}",
+            "--api", f"127.0.0.1:{api_port}", "--log-level", "WARNING"]
+    if token_file is not None:
+        argv += ["--token-file", str(token_file)]
+    child = Child(argv, work / "controller.log")
+    child.ready("clicksteer controller:")
+    return child
+
+
+def start_agents(topology: Topology, fabric_dir: str, work: Path) -> list[Child]:
+    agents = []
+    for compute in topology.computes:
+        state_dir = work / f"agent-{compute.name}"
+        agents.append(Child(["agent", "--host", compute.name, "--backend", "emu", "--listen", compute.agent,
+                             "--fabric-dir", fabric_dir, "--state-dir", str(state_dir)],
+                            work / f"agent-{compute.name}.log"))
+    for agent in agents:
+        agent.ready("listening on")
+    return agents
+
+
+def write(topology: Topology, path: Path) -> Path:
+    write_topology(topology, path)
+    return path
