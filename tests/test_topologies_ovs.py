@@ -201,7 +201,10 @@ def test_cli_up_status_down_leaves_nothing(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr
     assert "fabric leaf-spine is up" in up.stdout
     state = emulator.load_state(tmp_path)
-    assert clicksteer("up", str(LEAF_SPINE), run_dir=tmp_path).returncode == 1
+    again = clicksteer("up", str(LEAF_SPINE), run_dir=tmp_path)
+    assert again.returncode == 1
+    assert "a fabric is already up" in again.stderr
+    assert "bridges: 6/6 present" in clicksteer("status", run_dir=tmp_path).stdout
     status = clicksteer("status", "--json", run_dir=tmp_path)
     assert status.returncode == 0, status.stdout
     report = json.loads(status.stdout)
