@@ -422,3 +422,34 @@ def test_arg_error_type_is_shared() -> None:
     elem = Strip("s", 1, 1)
     with pytest.raises(ArgError):
         elem.configure(["nope"])
+
+
+def test_unqueue_pulls_from_a_queue_and_pushes_on(tmp_path: Path) -> None:
+    packets = [udp(payload=bytes([i])) for i in range(5)]
+    out, values = run(tmp_path, "FromDump(%IN%, STOP true) -> Queue -> u :: Unqueue(LIMIT 3) "
+                                "-> ToDump(%OUT_out%)", packets, handlers=("u.count",))
+    assert out["out"] == packets[:3]
+    assert values == {"u.count": "3"}
+
+
+def test_two_sources_interleave_one_packet_each_as_clicks_scheduler_does(tmp_path: Path) -> None:
+    a = [udp(payload=b"a" + bytes([i])) for i in range(3)]
+    b = [udp(payload=b"b" + bytes([i])) for i in range(2)]
+    write_pcap(str(tmp_path / "a.pcap"), a)
+    write_pcap(str(tmp_path / "b.pcap"), b)
+    router = Router.from_text(f"FromDump({tmp_path}/a.pcap) -> out :: ToDump({tmp_path}/out.pcap); "
+                              f"FromDump({tmp_path}/b.pcap) -> out")
+    router.run()
+    router.cleanup()
+    assert [d for _, d in read_pcap(str(tmp_path / "out.pcap"))] == [a[0], b[0], a[1], b[1], a[2]]
+
+
+def test_arpresponder_lookup_handler_takes_an_address() -> None:
+    router = Router.from_text("Idle -> a :: ARPResponder(10.0.0.0/8 02:00:00:00:00:01) -> Discard")
+    assert router.read_handler("a.lookup", "10.9.9.9") == "02-00-00-00-00-01"
+    assert router.read_handler("a.lookup", "11.0.0.1") == ""
+    router.write_handler("a.add", "11.0.0.1 02:00:00:00:00:02")
+    assert router.read_handler("a.lookup", "11.0.0.1") == "02-00-00-00-00-02"
+    router.write_handler("a.remove", "10.0.0.0/8")
+    assert router.read_handler("a.table") == "11.0.0.1 02-00-00-00-00-02\n"
+    router.cleanup()

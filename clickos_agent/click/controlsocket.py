@@ -148,9 +148,9 @@ class _Connection:
         else:
             self.message(UNIMPLEMENTED, f"Command '{command}' unimplemented")
 
-    def read(self, name: str, _param: str) -> None:
+    def read(self, name: str, param: str) -> None:
         try:
-            value = self.server.router.read_handler(name)
+            value = self.server.router.read_handler(name, param)
         except HandlerError as e:
             code = _error_code(e)
             if code:

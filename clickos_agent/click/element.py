@@ -67,6 +67,8 @@ class Element:
         self.pull_in: list[Callable[[], Packet | None]] = []
         self.read_handlers: dict[str, ReadHandler] = {}
         self.write_handlers: dict[str, WriteHandler] = {}
+        # read handlers that take a parameter (``READ elem.lookup 10.0.0.1``)
+        self.param_read_handlers: dict[str, Callable[[str], str]] = {}
         self.input_modes: list[str] = ["h"] * ninputs
         self.output_modes: list[str] = ["h"] * noutputs
 

@@ -15,6 +15,7 @@ import selectors
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import clickos_agent.click.elements  # noqa: F401  (registers the element classes)
 from clickos_agent.click.args import split_config
@@ -304,6 +305,9 @@ class Router:
         if task in self._sink_tasks:
             self._sink_tasks.remove(task)
 
+    def task_count(self) -> int:
+        return len(self._tasks)
+
     def add_live_source(self) -> None:
         """Count a source that is not a task (FromDevice) as live."""
         self._live_sources += 1
@@ -435,16 +439,27 @@ class Router:
         return elem, hname
 
     def read_handlers_of(self, elem: Element | None) -> dict[str, Callable[[], str]]:
+        """Read handlers of ``elem`` (the router's own for None); parameterised ones get ""."""
         if elem is None:
             return self.global_read
-        return {**_default_read_handlers(self, elem), **elem.read_handlers}
+        with_param = {name: partial(handler, "")
+                      for name, handler in elem.param_read_handlers.items()}
+        return {**_default_read_handlers(self, elem), **with_param, **elem.read_handlers}
 
     def write_handlers_of(self, elem: Element | None) -> dict[str, Callable[[str], None]]:
         return self.global_write if elem is None else elem.write_handlers
 
-    def read_handler(self, full: str) -> str:
-        """Call a read handler ``elem.handler`` (or a global one); raises HandlerError."""
+    def read_handler(self, full: str, param: str = "") -> str:
+        """Call a read handler ``elem.handler`` (or a global one); raises HandlerError.
+
+        ``param`` goes to handlers that take one (ARPResponder's ``lookup``).
+        """
         elem, hname = self._split_handler(full)
+        if elem is not None and hname in elem.param_read_handlers:
+            try:
+                return elem.param_read_handlers[hname](param)
+            except ArgError as e:
+                raise HandlerError(str(e)) from e
         handler = self.read_handlers_of(elem).get(hname)
         if handler is None:
             if hname in self.write_handlers_of(elem):

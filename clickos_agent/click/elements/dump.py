@@ -21,9 +21,10 @@ from clickos_agent.click.pcap import (
     PcapWriter,
 )
 
-# Packets a pushing FromDump emits per task run when nothing pulls downstream.
-# With pull-driven sinks it emits one per run, as Click's scheduler
-# interleaves a source and its sink one packet each, so queues stay short.
+# Packets a pushing FromDump emits per task run when it is the only task.
+# Otherwise it emits one per run: Click's scheduler interleaves tasks one
+# packet each, which fixes the order in which two sources' packets meet and
+# keeps a queue between a source and a pulling sink short.
 _BURST = 64
 _IP_ETHERTYPES = (b"\x08\x00", b"\x86\xdd")
 
@@ -271,7 +272,7 @@ class FromDump(Element):
         if not self.active:
             return False
         out = self.out[0]
-        burst = 1 if self._router._sink_tasks else _BURST  # type: ignore[attr-defined]
+        burst = _BURST if self._router.task_count() == 1 else 1  # type: ignore[attr-defined]
         if self._plain() and self._reader is not None and not self._done:
             return self._run_plain(out, burst)
         n = 0

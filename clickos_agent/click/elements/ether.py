@@ -133,6 +133,7 @@ class ARPResponder(Element):
             raise ArgError("; ".join(errors))
         self.table = self._normalize(entries)
         self.read_handlers["table"] = self._table
+        self.param_read_handlers["lookup"] = self._lookup
         self.write_handlers.update({"add": self._add, "remove": self._remove})
 
     @staticmethod
@@ -174,6 +175,15 @@ class ARPResponder(Element):
             if ip & mask == net:
                 return eth
         return None
+
+    def _lookup(self, text: str) -> str:
+        """The Ethernet address answered for an IP address, or "" if none."""
+        try:
+            ip = ip_arg(text.strip())
+        except ArgError:
+            raise HandlerError("expected IP address") from None
+        eth = self.lookup(int.from_bytes(ip, "big"))
+        return unparse_mac(eth) if eth is not None else ""
 
     def _table(self) -> str:
         lines = []

@@ -332,6 +332,57 @@ class SimpleQueue(Queue):
 
 
 @element_class
+class Unqueue(Element):
+    """Pulls packets from its input with a task and pushes them out (BURST per run)."""
+
+    class_name = "Unqueue"
+    processing = "l/h"
+
+    def configure(self, args: list[str]) -> None:
+        v = parse_keywords(args, [Spec("BURST", int_arg, positional=True, default=1),
+                                  Spec("ACTIVE", bool_arg, default=True),
+                                  Spec("LIMIT", int_arg, default=-1)])
+        self.burst: int = v["BURST"] if v["BURST"] > 0 else 1 << 30
+        self.active: bool = v["ACTIVE"]
+        self.limit: int = v["LIMIT"]
+        self.count = 0
+        add_data_handlers(self, "active", lambda: self.active, self._set_active)
+        add_data_handlers(self, "count", lambda: self.count)
+        add_data_handlers(self, "burst", lambda: self.burst)
+        add_data_handlers(self, "limit", lambda: self.limit)
+        self.write_handlers.update({"reset": self._reset, "reset_counts": self._reset})
+
+    def _set_active(self, value: str) -> None:
+        try:
+            self.active = bool_arg(value.strip())
+        except ArgError:
+            raise HandlerError("expected boolean") from None
+
+    def _reset(self, _value: str) -> None:
+        self.count = 0
+
+    def initialize(self, router: object) -> None:
+        router.add_task(self._run)  # type: ignore[attr-defined]
+
+    def _run(self) -> bool:
+        if not self.active:
+            return False
+        limit = self.burst
+        if self.limit >= 0:
+            limit = min(limit, self.limit - self.count)
+        pull, out = self.pull_in[0], self.out[0]
+        worked = 0
+        while worked < limit:
+            packet = pull()
+            if packet is None:
+                break
+            worked += 1
+            self.count += 1
+            out(packet)
+        return worked > 0
+
+
+@element_class
 class Tee(Element):
     """Sends a copy of each packet to every output (the original to the last)."""
 
