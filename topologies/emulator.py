@@ -227,7 +227,7 @@ def _create_links(state: FabricState) -> None:
                                netns.set_address_cmd(h["interface"], h["ip"]), netns.set_up_cmd(h["interface"])]
               for h in state.hosts.values()}
     netns.batch_parallel(inside)
-    netns.run_parallel(netns.offload_off_argv(h["interface"], h["namespace"]) for h in state.hosts.values())
+    netns.run_parallel((netns.offload_off_argv(h["interface"], h["namespace"]), None) for h in state.hosts.values())
 
 
 def _create_bridges(ovs: OVS, state: FabricState) -> None:

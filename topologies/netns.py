@@ -4,7 +4,7 @@ Functions come in two flavours: ones that act at once, and ``*_cmd`` ones that
 return a line for ``ip -batch`` so that many operations cost one process
 (``batch``).  ``ip -batch`` lines cannot name a namespace, so operations inside
 one namespace are a batch of their own (``batch(lines, netns=NS)``); batches
-for different namespaces can run side by side (``run_parallel``).
+for different namespaces can run side by side (``batch_parallel``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 NETNS_DIR = Path("/run/netns")
-IFNAMSIZ = 15  # longest Linux interface name
 
 
 class NetError(RuntimeError):
@@ -28,26 +27,30 @@ def _check(argv: Sequence[str], proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stdout
 
 
-def run(argv: Sequence[str], input_text: str | None = None) -> str:
-    return _check(argv, subprocess.run(list(argv), capture_output=True, text=True, input=input_text))
+def run(argv: Sequence[str]) -> str:
+    return _check(argv, subprocess.run(list(argv), capture_output=True, text=True))
 
 
-def run_parallel(argvs: Iterable[Sequence[str]]) -> None:
-    """Run commands side by side; raise NetError for the first that failed, after all ended."""
-    procs = [(argv, subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-             for argv in argvs]
+def run_parallel(jobs: Iterable[tuple[Sequence[str], str | None]]) -> None:
+    """Run (argv, standard input) jobs side by side; after all ended, raise NetError for those that failed."""
+    procs = []
+    for argv, text in jobs:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE if text is not None else subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append((argv, proc, text))
     failures = []
-    for argv, proc in procs:
-        _, err = proc.communicate()
+    for argv, proc, text in procs:
+        _, err = proc.communicate(text)
         if proc.returncode != 0:
             failures.append(f"{' '.join(argv)}: {err.strip() or f'exit status {proc.returncode}'}")
     if failures:
         raise NetError("; ".join(failures))
 
 
-def batch_argv(lines: Sequence[str], netns: str | None = None, force: bool = False) -> list[str]:
-    """The argv of ``ip -batch -``; ``force`` goes on past failing lines (for clean-up)."""
-    return ["ip", *(["-n", netns] if netns else []), *(["-force"] if force else []), "-batch", "-"]
+def _batch_job(lines: Sequence[str], netns: str | None, force: bool = False) -> tuple[list[str], str]:
+    """``ip -batch -`` and its input; ``force`` goes on past failing lines."""
+    argv = ["ip", *(["-n", netns] if netns else []), *(["-force"] if force else []), "-batch", "-"]
+    return argv, "\n".join(lines) + "\n"
 
 
 def batch(lines: Sequence[str], netns: str | None = None, force: bool = False) -> None:
@@ -58,27 +61,15 @@ def batch(lines: Sequence[str], netns: str | None = None, force: bool = False) -
     """
     if not lines:
         return
-    argv = batch_argv(lines, netns, force)
-    proc = subprocess.run(argv, capture_output=True, text=True, input="\n".join(lines) + "\n")
+    argv, text = _batch_job(lines, netns, force)
+    proc = subprocess.run(argv, capture_output=True, text=True, input=text)
     if not force:
         _check(argv, proc)
 
 
 def batch_parallel(batches: dict[str | None, list[str]]) -> None:
     """Run one ``ip -batch`` per namespace (None: the current one), side by side."""
-    procs = []
-    for netns, lines in batches.items():
-        argv = batch_argv(lines, netns)
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
-        procs.append((argv, proc, "\n".join(lines) + "\n"))
-    failures = []
-    for argv, proc, text in procs:
-        _, err = proc.communicate(text)
-        if proc.returncode != 0:
-            failures.append(f"{' '.join(argv)}: {err.strip()}")
-    if failures:
-        raise NetError("; ".join(failures))
+    run_parallel(_batch_job(lines, netns) for netns, lines in batches.items())
 
 
 # -- namespaces ---------------------------------------------------------------
@@ -194,10 +185,6 @@ def set_up_cmd(name: str, up: bool = True) -> str:
 
 def set_up(name: str, up: bool = True, netns: str | None = None) -> None:
     batch([set_up_cmd(name, up)], netns)
-
-
-def set_mac_cmd(name: str, mac: str) -> str:
-    return f"link set {name} address {mac}"
 
 
 def set_address_cmd(name: str, address: str) -> str:

@@ -10,8 +10,10 @@ The userspace datapath keeps one tap device named ``ovs-netdev`` per network
 namespace, so only one such ovs-vswitchd can run in the root namespace at a
 time.  ClickSteer therefore shares one private instance (``default_root()``)
 between all fabrics on the machine; each fabric's bridges carry its run id,
-and the instance is stopped when the last fabric's bridges are gone.  The
-instance's lock serialises that decision against fabrics being built.
+and the instance is stopped when the last fabric's bridges are gone and no
+process holds it (``hold()``, e.g. a test session).  Take ``lock()`` around
+starting, building bridges and the decision to stop, so that these do not
+interleave between processes.
 """
 
 from __future__ import annotations
@@ -42,12 +44,22 @@ class OVSError(RuntimeError):
     """An Open vSwitch tool failed; the message carries the command and its stderr."""
 
 
-def run(argv: list[str], env: dict[str, str] | None = None, input_text: str | None = None) -> str:
+def run(argv: list[str], env: dict[str, str] | None = None) -> str:
     """Run one command; return its stdout, raise OVSError with stderr when it fails."""
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, input=input_text)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise OVSError(f"{' '.join(argv)}: {proc.stderr.strip() or f'exit status {proc.returncode}'}")
     return proc.stdout
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until process ``pid`` has ended; False when it still runs after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def pid_alive(pid: int) -> bool:
@@ -137,14 +149,15 @@ class OVS:
                 f"--log-file={self.logdir / (daemon + '.log')}", "--detach", "--no-chdir",
                 "-vconsole:off"]
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         """Stop our daemons (vswitchd first, so it leaves the database last), by PID.
 
         The userspace datapath's tap devices (one per bridge, plus
         ``ovs-netdev``) are persistent and outlive vswitchd.  Removing them
         here in one go is much faster than vswitchd's own ``exit --cleanup``,
         which takes each port out of the datapath one by one (seconds for a
-        fat tree).
+        fat tree).  Each closed port still costs the kernel one RCU grace
+        period (AF_PACKET sockets), so vswitchd's exit takes ~10 ms a port.
         """
         taps = self.bridges() if self.pid("ovsdb-server") else []
         if self.pid("ovs-vswitchd"):  # only a vswitchd of ours proves that ovs-netdev is ours
@@ -154,11 +167,9 @@ class OVS:
             if pid is None:
                 continue
             os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if pid_alive(pid):
+            if not wait_gone(pid, timeout):
                 os.kill(pid, signal.SIGKILL)
+                wait_gone(pid, timeout)
             self.pidfile(daemon).unlink(missing_ok=True)
         netns.delete_links(taps)
 
@@ -193,8 +204,17 @@ class OVS:
         (self.root / "holds" / str(pid or os.getpid())).unlink(missing_ok=True)
 
     def held(self) -> bool:
+        """Whether a live process holds the instance (holds of dead ones are dropped)."""
         holds = self.root / "holds"
-        return holds.is_dir() and any(p.name.isdigit() and pid_alive(int(p.name)) for p in holds.iterdir())
+        if not holds.is_dir():
+            return False
+        live = False
+        for path in holds.iterdir():
+            if path.name.isdigit() and pid_alive(int(path.name)):
+                live = True
+            else:
+                path.unlink(missing_ok=True)
+        return live
 
     def stop_if_idle(self) -> bool:
         """Stop the instance when no bridge and no hold is left (hold ``lock()``); True when stopped."""
