@@ -92,7 +92,7 @@ def pipeline_config(src: str, dst: str) -> tuple[str, list[str]]:
         {filt}
         c :: Counter;
         {rewrite}
-        out :: ToDump({dst}, NANO false);
+        out :: ToDump({dst});
         src -> cl {filt_in} -> c -> rw -> out;
     """
     return config, subs

@@ -321,7 +321,11 @@ class FromDump(Element):
 
 @element_class
 class ToDump(Element):
-    """Writes packets to a pcap file (nanosecond timestamps by default, as Click 2.1)."""
+    """Writes packets to a pcap file.
+
+    Microsecond timestamps, as Click 2.1 writes them (its ToDump has no
+    nanosecond format; the ``NANO`` keyword of later Clicks is accepted).
+    """
 
     class_name = "ToDump"
     port_count = "1/0-1"
@@ -333,7 +337,7 @@ class ToDump(Element):
             Spec("SNAPLEN", uint_arg, positional=True, default=2000),
             Spec("ENCAP", str, positional=True), Spec("USE_ENCAP_FROM"),
             Spec("EXTRA_LENGTH", bool_arg, default=True),
-            Spec("UNBUFFERED", bool_arg, default=False), Spec("NANO", bool_arg, default=True)])
+            Spec("UNBUFFERED", bool_arg, default=False), Spec("NANO", bool_arg, default=False)])
         self.filename: str = v["FILENAME"]
         self.snaplen: int = v["SNAPLEN"] or 0xFFFFFFFF
         if v["ENCAP"] is not None and v["USE_ENCAP_FROM"] is not None:
