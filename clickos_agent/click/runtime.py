@@ -118,7 +118,11 @@ class Router:
         router._initialize()
         if control_socket is not None:
             from clickos_agent.click.controlsocket import ControlSocketServer
-            router.control_socket = ControlSocketServer(router, control_socket)
+            try:
+                router.control_socket = ControlSocketServer(router, control_socket)
+            except OSError as e:
+                router.cleanup()
+                raise RouterError([f"{control_socket}: {e.strerror or e}"]) from None
         return router
 
     @classmethod
