@@ -102,12 +102,19 @@ class OVS:
         return self.rundir / f"{daemon}.ctl"
 
     def pid(self, daemon: str) -> int | None:
-        """The PID of one of our daemons if its pidfile names a live process."""
+        """The PID of one of our daemons if its pidfile names a live process that is that daemon.
+
+        The command line must name our pidfile: after a crash the PID may
+        belong to some other process by now, which must never be signalled.
+        """
+        pidfile = self.pidfile(daemon)
         try:
-            pid = int(self.pidfile(daemon).read_text().split()[0])
+            pid = int(pidfile.read_text().split()[0])
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                ours = f"--pidfile={pidfile}".encode() in cmdline.read().split(b"\0")
         except (OSError, ValueError, IndexError):
             return None
-        return pid if pid_alive(pid) else None
+        return pid if ours and pid_alive(pid) else None
 
     def pids(self) -> dict[str, int]:
         return {d: pid for d in DAEMONS if (pid := self.pid(d)) is not None}
@@ -160,16 +167,16 @@ class OVS:
         period (AF_PACKET sockets), so vswitchd's exit takes ~10 ms a port.
         """
         taps = self.bridges() if self.pid("ovsdb-server") else []
-        if self.pid("ovs-vswitchd"):  # only a vswitchd of ours proves that ovs-netdev is ours
+        # Our vswitchd's pidfile (left behind too when it crashed) says that ovs-netdev is ours.
+        if self.pidfile("ovs-vswitchd").exists():
             taps.append(DATAPATH_TAP)
         for daemon in reversed(DAEMONS):
             pid = self.pid(daemon)
-            if pid is None:
-                continue
-            os.kill(pid, signal.SIGTERM)
-            if not wait_gone(pid, timeout):
-                os.kill(pid, signal.SIGKILL)
-                wait_gone(pid, timeout)
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+                if not wait_gone(pid, timeout):
+                    os.kill(pid, signal.SIGKILL)
+                    wait_gone(pid, timeout)
             self.pidfile(daemon).unlink(missing_ok=True)
         netns.delete_links(taps)
 
