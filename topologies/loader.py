@@ -376,7 +376,7 @@ def to_document(topo: Topology) -> dict[str, Any]:
 def dump_topology(topo: Topology) -> str:
     """YAML text for a Topology: one flow mapping per entry, datapath ids in hex."""
     doc = to_document(topo)
-    lines = [f"name: {doc['name']}"]
+    lines = [f"name: {_scalar('name', doc['name'])}"]
     for section in ("switches", "links", "hosts", "computes"):
         lines.append(f"{section}:" + ("" if doc[section] else " []"))
         for entry in doc[section]:
