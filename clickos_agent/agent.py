@@ -9,11 +9,14 @@ router runs and is ready to forward: "router running").
 Everything outside this module is passed in: the backend (xen or emu), the
 state store, the clock and the config validator, so tests drive it with fakes.
 
-Crash safety: an instance is written to the state file with the names of every
-resource it will own *before* any of them is created, so an agent restarted at
-any moment knows exactly what to re-adopt or release.  Every resource carries
-the agent's tag (``csi-<tag>-<seq>``); a sweep at start-up removes tagged
-resources that no live instance owns, and never touches anything else.
+Crash safety: every resource an instance owns is named from the agent's tag
+and the instance's sequence number (``csi-<tag>-<seq>``), and the state file
+says which instances are live.  An agent restarted at any moment re-adopts the
+live ones, releases those that died, and sweeps every tagged resource that no
+live instance owns (say, one created just before a crash, before the table
+was saved); it never touches anything else.  So the table is saved (fsync +
+rename) once per boot, when the instance is running or failed and before the
+answer goes out, and once per delete: the only disk waits on the boot path.
 """
 
 from __future__ import annotations
@@ -308,7 +311,6 @@ class Agent:
             self.next_seq += 1
             self.backend.plan(inst, self.tag)
             self.instances[spec.id] = inst
-            self._save()
         if wait:
             self._boot(inst)
         else:
@@ -389,7 +391,6 @@ class Agent:
                 if self.instances.get(instance_id) is not inst:
                     raise NotFound(f"no instance {instance_id!r} on host {self.host}", field="id")
                 inst.state = STOPPING
-                self._save()
             self._release(inst)
             with self.lock:
                 del self.instances[instance_id]

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from clickos_agent.agent import Agent, BackendError, Instance, Interface, click_validator, derive_mac
+from clickos_agent.agent import Agent, BackendError, Instance, Interface, NotFound, click_validator, derive_mac
 from clickos_agent.api import build_api
 from clickos_agent.store import StateStore
 
@@ -257,12 +257,16 @@ def test_restart_adopts_live_releases_dead_and_sweeps_orphans(agent, backend, tm
     assert c.seq == 2
 
 
-def test_restart_fails_an_instance_that_was_booting(agent, backend, tmp_path):
+def test_restart_sweeps_an_instance_that_was_booting(agent, backend, tmp_path):
+    """A boot cut short by a crash is not in the table: its tagged resources are swept."""
+    agent.create(body("b"))
     backend.gate = threading.Event()
     _, first = agent.create(body("a"), wait=False)
     again = Agent("c1", backend, StateStore(tmp_path / "state.json"))
-    again.start()
-    assert again.get("a").state == "failed"
-    assert "restarted while it was booting" in again.get("a").reason
+    backend.resources.add(f"csi-{agent.tag}-1/create")   # what the cut-short boot had made
+    report = again.start()
+    assert report["swept"] == [f"csi-{agent.tag}-1/create"] and report["adopted"] == ["b"]
+    with pytest.raises(NotFound):
+        again.get("a")
     backend.gate.set()
     agent.wait(first)
