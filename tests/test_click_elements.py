@@ -455,3 +455,22 @@ def test_arpresponder_lookup_handler_takes_an_address() -> None:
     router.write_handler("a.remove", "10.0.0.0/8")
     assert router.read_handler("a.table") == "11.0.0.1 02-00-00-00-00-02\n"
     router.cleanup()
+
+
+def test_pulltee_returns_the_packet_and_pushes_copies(tmp_path: Path) -> None:
+    packets = [udp(payload=bytes([i])) for i in range(3)]
+    out, _ = run(tmp_path, "FromDump(%IN%, STOP true) -> Queue -> t :: PullTee -> PullNull "
+                           "-> ToDump(%OUT_a%); t[1] -> PushNull -> ToDump(%OUT_b%)", packets,
+                 outputs=("a", "b"))
+    assert out == {"a": packets, "b": packets}
+
+
+def test_fromdump_cuts_a_capture_length_beyond_the_wire_length(tmp_path: Path) -> None:
+    import struct
+    src = tmp_path / "in.pcap"
+    src.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+                    + struct.pack("<IIII", 1, 0, 20, 18) + bytes(range(20)))
+    router = Router.from_text(f"FromDump({src}) -> ToDump({tmp_path}/out.pcap)")
+    router.run()
+    router.cleanup()
+    assert read_pcap(str(tmp_path / "out.pcap")) == [(1_000_000_000, bytes(range(18)))]

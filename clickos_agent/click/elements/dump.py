@@ -232,6 +232,8 @@ class FromDump(Element):
                     return None
             if self.sample < 1.0 and random.random() >= self.sample:
                 continue
+            if orig_len < len(data):
+                data = data[:orig_len]
             packet = Packet(data, ts_ns=ts)
             packet.mac_off = packet.off
             packet.extra_len = orig_len - len(data) if orig_len > len(data) else 0
@@ -295,6 +297,9 @@ class FromDump(Element):
                 self._finish()
                 break
             ts, data, orig_len = record
+            if orig_len < len(data):
+                # a capture length beyond the wire length (tcptrace files): Click cuts it
+                data = data[:orig_len]
             packet = Packet(data, ts_ns=ts)
             packet.mac_off = packet.off
             if orig_len > len(data):
@@ -329,7 +334,7 @@ class ToDump(Element):
 
     class_name = "ToDump"
     port_count = "1/0-1"
-    processing = "a/ah"
+    processing = "a/a"
 
     def configure(self, args: list[str]) -> None:
         v = parse_keywords(args, [

@@ -42,6 +42,18 @@ class Null(Element):
 
 
 @element_class
+class PushNull(Null):
+    class_name = "PushNull"
+    processing = "h/h"
+
+
+@element_class
+class PullNull(Null):
+    class_name = "PullNull"
+    processing = "l/l"
+
+
+@element_class
 class Idle(Element):
     """Never pushes or pulls anything; packets pushed into it are dropped."""
 
@@ -332,6 +344,11 @@ class SimpleQueue(Queue):
 
 
 @element_class
+class NotifierQueue(Queue):
+    class_name = "NotifierQueue"
+
+
+@element_class
 class Unqueue(Element):
     """Pulls packets from its input with a task and pushes them out (BURST per run)."""
 
@@ -401,6 +418,21 @@ class Tee(Element):
         for i in range(last):
             out[i](packet.clone())
         out[last](packet)
+
+
+@element_class
+class PullTee(Tee):
+    """Returns pulled packets and pushes a copy of each to every other output."""
+
+    class_name = "PullTee"
+    processing = "l/lh"
+
+    def pull(self, port: int) -> Packet | None:
+        packet = self.pull_in[0]()
+        if packet is not None:
+            for i in range(1, len(self.out)):
+                self.out[i](packet.clone())
+        return packet
 
 
 @element_class
