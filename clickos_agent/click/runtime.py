@@ -27,6 +27,7 @@ from clickos_agent.click.check import (
     processing_codes,
 )
 from clickos_agent.click.element import ELEMENTS, ArgError, Element, HandlerError
+from clickos_agent.click.elements.common import CLOCK
 from clickos_agent.click.graph import RouterGraph
 
 VERSION = "2.1"
@@ -361,6 +362,7 @@ class Router:
     def _poll(self, timeout: float | None) -> bool:
         """Wait for readable fds (at most ``timeout`` s) and serve them; True if any."""
         events = self._selector.select(timeout)
+        CLOCK.tick()
         for key, _ in events:
             key.data()
         return bool(events)
@@ -384,9 +386,11 @@ class Router:
             raise RuntimeError("router is not initialized")
         self._running = True
         tasks = self._tasks
+        tick = CLOCK.tick
         passes = 0
         try:
             while not self._stop:
+                tick()
                 worked = False
                 for task in tuple(tasks):
                     if task():

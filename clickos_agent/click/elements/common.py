@@ -115,6 +115,25 @@ def add_data_handlers(elem: Element, name: str, getter: Callable[[], object],
         elem.write_handlers[name] = setter
 
 
+class Clock:
+    """Milliseconds of the monotonic clock, refreshed by the run loop once per pass.
+
+    Per-packet rate bookkeeping reads this instead of the system clock, which
+    would cost a system call per packet; a pass takes well under a millisecond.
+    """
+
+    __slots__ = ("epoch_ms",)
+
+    def __init__(self) -> None:
+        self.tick()
+
+    def tick(self) -> None:
+        self.epoch_ms = time.monotonic_ns() // 1_000_000
+
+
+CLOCK = Clock()
+
+
 class RateEWMA:
     """Click's RateEWMA: an exponentially weighted rate over 1 ms epochs, alpha 1/16."""
 
@@ -150,6 +169,11 @@ class RateEWMA:
         """Events per second, after folding in the time elapsed up to now."""
         self.update(0, time.monotonic_ns())
         return self.avg * self.EPOCHS_PER_SEC
+
+    def add_epoch(self, events: int, epoch: int) -> None:
+        """Credit ``events`` to the current epoch and move on to ``epoch``."""
+        self.pending += events
+        self.roll(epoch)
 
 
 def drop(packet: object) -> None:

@@ -305,8 +305,9 @@ class FromDump(Element):
             if orig_len > len(data):
                 packet.extra_len = orig_len - len(data)
             n += 1
-            self.count += 1
             out(packet)
+        # counted once per burst: handlers only run between task runs
+        self.count += n
         return n > 0
 
     def pull_callable(self, port: int) -> Callable[[], Packet | None]:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from clickos_agent.click.args import Spec, parse_keywords, parse_time, unquote
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
 from clickos_agent.click.elements.common import (
+    CLOCK,
     RateEWMA,
     add_data_handlers,
     anno_arg,
@@ -134,6 +135,7 @@ class Counter(Element):
         self.byte_count = 0
         self._rate = RateEWMA()
         self._byte_rate = RateEWMA()
+        self._folded_count = self._folded_bytes = 0
         self._count_trigger, self._count_call = self._parse_call(v["COUNT_CALL"], "COUNT_CALL")
         self._byte_trigger, self._byte_call = self._parse_call(v["BYTE_COUNT_CALL"],
                                                                "BYTE_COUNT_CALL")
@@ -142,9 +144,9 @@ class Counter(Element):
         self.read_handlers.update({
             "count": lambda: str(self.count),
             "byte_count": lambda: str(self.byte_count),
-            "rate": lambda: unparse_real(self._rate.rate()),
-            "byte_rate": lambda: unparse_real(self._byte_rate.rate()),
-            "bit_rate": lambda: unparse_real(self._byte_rate.rate() * 8),
+            "rate": lambda: unparse_real(self._read_rate(self._rate)),
+            "byte_rate": lambda: unparse_real(self._read_rate(self._byte_rate)),
+            "bit_rate": lambda: unparse_real(self._read_rate(self._byte_rate) * 8),
             "count_call": lambda: str(self._count_trigger) if self._count_call else "",
         })
         self.write_handlers.update({
@@ -181,6 +183,7 @@ class Counter(Element):
 
     def _reset(self, _value: str = "") -> None:
         self.count = self.byte_count = 0
+        self._folded_count = self._folded_bytes = 0
         self._count_triggered = self._byte_triggered = False
 
     def initialize(self, router: object) -> None:
@@ -215,20 +218,25 @@ class Counter(Element):
 
     def _count_packet(self, packet: Packet) -> None:
         """Count ``packet`` (kept to one call: this is on every packet's path)."""
+        # the rates learn a epoch's counts only when the clock moves on
+        if CLOCK.epoch_ms != self._rate.epoch:
+            self._fold(CLOCK.epoch_ms)
         self.count += 1
-        length = len(packet.buf) - packet.off
-        self.byte_count += length
-        rate = self._rate
-        # the same 1 ms epoch usually: just add to it without a call
-        if _now_ns() // RateEWMA.EPOCH_NS == rate.epoch:
-            rate.pending += 1
-            self._byte_rate.pending += length
-        else:
-            now = _now_ns()
-            rate.update(1, now)
-            self._byte_rate.update(length, now)
+        self.byte_count += len(packet.buf) - packet.off
         if self._count_call is not None or self._byte_call is not None:
             self._check_triggers()
+
+    def _fold(self, epoch: int) -> None:
+        """Give the rates the packets and bytes counted since the last fold."""
+        if epoch < self._rate.epoch:
+            return
+        self._rate.add_epoch(self.count - self._folded_count, epoch)
+        self._byte_rate.add_epoch(self.byte_count - self._folded_bytes, epoch)
+        self._folded_count, self._folded_bytes = self.count, self.byte_count
+
+    def _read_rate(self, rate: RateEWMA) -> float:
+        self._fold(_now_ns() // RateEWMA.EPOCH_NS)
+        return rate.rate()
 
 
 @element_class
