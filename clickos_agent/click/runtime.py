@@ -87,7 +87,6 @@ class Router:
         self._live_sources = 0
         self._stop = False
         self._stopped_by_config = False
-        self._running = False
         self._initialized = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -295,6 +294,8 @@ class Router:
     def add_task(self, task: Task, source: bool = False) -> None:
         """Run ``task`` whenever the router is busy; it returns True if it did work.
 
+        Tasks are added while elements initialize, never while the router runs.
+
         A source task (FromDump) counts as live until it calls ``source_done``;
         ``run(until_done=True)`` returns once no source is live and nothing moves.
         """
@@ -303,12 +304,6 @@ class Router:
             self._live_sources += 1
         else:
             self._sink_tasks.append(task)
-
-    def remove_task(self, task: Task) -> None:
-        if task in self._tasks:
-            self._tasks.remove(task)
-        if task in self._sink_tasks:
-            self._sink_tasks.remove(task)
 
     def task_count(self) -> int:
         return len(self._tasks)
@@ -384,35 +379,31 @@ class Router:
         """
         if not self._initialized:
             raise RuntimeError("router is not initialized")
-        self._running = True
         tasks = self._tasks
         tick = CLOCK.tick
         passes = 0
-        try:
-            while not self._stop:
-                tick()
-                worked = False
-                for task in tuple(tasks):
-                    if task():
-                        worked = True
-                if worked:
-                    passes += 1
-                    # keep the control socket and devices served while busy
-                    if passes & 15 == 0:
-                        self._poll(0)
-                    continue
-                if until_done and self._live_sources <= 0 and not self._timers:
-                    break
-                self._poll(self._next_timeout())
-            if self._stopped_by_config:
-                self._drain_sinks()
-        finally:
-            self._running = False
+        while not self._stop:
+            tick()
+            worked = False
+            for task in tasks:
+                if task():
+                    worked = True
+            if worked:
+                passes += 1
+                # keep the control socket and devices served while busy
+                if passes & 15 == 0:
+                    self._poll(0)
+                continue
+            if until_done and self._live_sources <= 0 and not self._timers:
+                break
+            self._poll(self._next_timeout())
+        if self._stopped_by_config:
+            self._drain_sinks()
 
     def _drain_sinks(self) -> None:
         """Let pull-driven sinks empty queues after a stop, as Click's last task round does."""
         for _ in range(1 << 20):
-            if not any([task() for task in tuple(self._sink_tasks)]):
+            if not any([task() for task in self._sink_tasks]):
                 return
 
     def cleanup(self) -> None:

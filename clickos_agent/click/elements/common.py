@@ -84,16 +84,6 @@ def ip_checksum_ok(buf: bytes | bytearray, off: int, hlen: int) -> bool:
     return total == 0xFFFF
 
 
-def internet_checksum(data: bytes | bytearray) -> int:
-    """The Internet checksum of ``data`` (odd lengths padded with a zero byte)."""
-    if len(data) & 1:
-        data = bytes(data) + b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def update_checksum(old_sum: int, old_word: int, new_word: int) -> int:
     """RFC 1624 incremental update of a checksum for one 16-bit word change."""
     total = (~old_sum & 0xFFFF) + (~old_word & 0xFFFF) + new_word
@@ -175,6 +165,3 @@ class RateEWMA:
         self.pending += events
         self.roll(epoch)
 
-
-def drop(packet: object) -> None:
-    """A push target that discards the packet (an unconnected optional output)."""
