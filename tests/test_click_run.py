@@ -284,3 +284,25 @@ def test_run_router_signals_readiness_on_a_pipe(tmp_path: Path) -> None:
     os.close(read_fd)
     os.close(write_fd)
     assert result[0].read_handler("c.count") == "1"
+
+
+@pytest.mark.parametrize("config", [
+    "Idle -> Queue -> c :: Counter -> Discard",
+    "FromDump(x) -> Queue -> t :: PullTee -> ToDump(y); t[1] -> Counter -> Discard",
+    "FromDump(x) -> c :: CheckIPHeader -> q :: Queue -> u :: Unqueue -> ToDump(y); c[1] -> q",
+    "i :: Idle; i -> Queue -> i; i[1] -> Print -> Discard",
+    "FromDevice(0) -> Strip(14) -> Queue -> Unstrip(14) -> ToDevice(0)",
+])
+def test_runtime_resolves_push_and_pull_as_the_checker_does(config: str) -> None:
+    from clickos_agent.click.check import check
+    result = check(config)
+    assert result.ok, result.errors
+    graph = result.graph
+    # build without initializing: the files and devices named here do not exist
+    router = Router()
+    router.graph = graph
+    router._build(graph)
+    for name, (ins, outs) in result.modes.items():
+        elem = router.elements[name]
+        assert ("".join(elem.input_modes), "".join(elem.output_modes)) == (ins, outs), name
+    router.cleanup()
