@@ -306,3 +306,12 @@ def test_runtime_resolves_push_and_pull_as_the_checker_does(config: str) -> None
         elem = router.elements[name]
         assert ("".join(elem.input_modes), "".join(elem.output_modes)) == (ins, outs), name
     router.cleanup()
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2"])
+def test_compressed_dumps_are_read_and_written_like_clicks(tmp_path: Path, suffix: str) -> None:
+    write_pcap(str(tmp_path / f"in.pcap{suffix}"), [FRAME, FRAME[:20]])
+    router = Router.from_text(f"FromDump({tmp_path}/in.pcap{suffix}) -> ToDump({tmp_path}/out{suffix})")
+    router.run()
+    router.cleanup()
+    assert [d for _, d in read_pcap(str(tmp_path / f"out{suffix}"))] == [FRAME, FRAME[:20]]

@@ -2,6 +2,8 @@
 
 Used by FromDump/ToDump, the tests and the bench.  The reader parses big
 blocks with ``struct.unpack_from`` so a record costs one unpack and one slice.
+Like Click's FromFile/ToDump, gzip and bzip2 files are read transparently
+(recognised by their magic) and written when the name ends in .gz or .bz2.
 """
 
 from __future__ import annotations
@@ -33,11 +35,36 @@ class PcapError(Exception):
     """A file that is not a readable classic pcap."""
 
 
+def _open_read(path: str) -> BinaryIO:
+    """``path`` for reading, decompressed if it starts with a gzip or bzip2 magic."""
+    raw = open(path, "rb")
+    magic = raw.peek(3)[:3]
+    if magic[:2] == b"\x1f\x8b":
+        import gzip
+        raw.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if magic == b"BZh":
+        import bz2
+        raw.close()
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    return raw
+
+
+def _open_write(path: str) -> BinaryIO:
+    if path.endswith(".gz"):
+        import gzip
+        return gzip.open(path, "wb")  # type: ignore[return-value]
+    if path.endswith(".bz2"):
+        import bz2
+        return bz2.open(path, "wb")  # type: ignore[return-value]
+    return open(path, "wb")
+
+
 class PcapReader:
     """Iterates ``(ts_ns, data, orig_len)`` records of a pcap file (timestamps in ns)."""
 
     def __init__(self, path: str) -> None:
-        self._file: BinaryIO = open(path, "rb")
+        self._file: BinaryIO = _open_read(path)
         header = self._file.read(_FILE_HEADER.size)
         if len(header) < _FILE_HEADER.size:
             self._file.close()
@@ -111,7 +138,7 @@ class PcapWriter:
 
     def __init__(self, path: str, linktype: int = LINKTYPE_ETHERNET, snaplen: int = 65535,
                  nanosecond: bool = False, unbuffered: bool = False) -> None:
-        self._file: BinaryIO = open(path, "wb")
+        self._file: BinaryIO = _open_write(path)
         self.nanosecond = nanosecond
         self._div = 1 if nanosecond else 1000
         self._unbuffered = unbuffered
