@@ -268,7 +268,10 @@ def test_run_module_writes_ready_file_serves_handlers_and_stops_on_sigterm(tmp_p
         client.close()
     finally:
         proc.terminate()
-        assert proc.wait(60) == 0
+        code = proc.wait(60)
+        if proc.stderr:
+            proc.stderr.close()
+    assert code == 0
 
 
 def test_run_router_signals_readiness_on_a_pipe(tmp_path: Path) -> None:

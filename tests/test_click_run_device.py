@@ -105,3 +105,5 @@ def test_router_in_a_namespace_answers_and_never_reads_its_own_frames(
     finally:
         router.terminate()
         router.wait(60)
+        if router.stderr:
+            router.stderr.close()
