@@ -318,3 +318,15 @@ def test_compressed_dumps_are_read_and_written_like_clicks(tmp_path: Path, suffi
     router.run()
     router.cleanup()
     assert [d for _, d in read_pcap(str(tmp_path / f"out{suffix}"))] == [FRAME, FRAME[:20]]
+
+
+def test_an_inactive_source_does_not_keep_an_until_done_run_going(tmp_path: Path) -> None:
+    write_pcap(str(tmp_path / "in.pcap"), [FRAME] * 2)
+    router = Router.from_text(f"f :: FromDump({tmp_path}/in.pcap, ACTIVE false) -> c :: Counter "
+                              "-> Discard")
+    router.run()
+    assert router.read_handler("c.count") == "0"
+    router.write_handler("f.active", "true")
+    router.run()
+    assert router.read_handler("c.count") == "2"
+    router.cleanup()

@@ -295,21 +295,22 @@ class Router:
         """Run ``task`` whenever the router is busy; it returns True if it did work.
 
         Tasks are added while elements initialize, never while the router runs.
-
-        A source task (FromDump) counts as live until it calls ``source_done``;
-        ``run(until_done=True)`` returns once no source is live and nothing moves.
+        Tasks of sources (FromDump) are not run again once a configuration
+        stops the router; the others (pulling sinks) drain what is queued.
         """
         self._tasks.append(task)
-        if source:
-            self._live_sources += 1
-        else:
+        if not source:
             self._sink_tasks.append(task)
 
     def task_count(self) -> int:
         return len(self._tasks)
 
     def add_live_source(self) -> None:
-        """Count a source that is not a task (FromDevice) as live."""
+        """Count a source that may still emit packets (an active FromDump, any FromDevice).
+
+        ``run(until_done=True)`` returns once no source is live and nothing moves;
+        a source calls ``source_done`` when it can emit no more.
+        """
         self._live_sources += 1
 
     def source_done(self) -> None:

@@ -153,11 +153,20 @@ class FromDump(Element):
         while self._filepos and self._reader.position < self._filepos:
             if self._reader.read() is None:
                 break
+        self._live = False
         if self.output_is_push(0):
             router.add_task(self._run, source=True)  # type: ignore[attr-defined]
-            self._live = True
-        else:
-            self._live = False
+            self._update_live()
+
+    def _update_live(self) -> None:
+        """Tell the router whether this source may still push (it ends ``until_done`` runs)."""
+        live = self.output_is_push(0) and self.active and not self._done
+        if live != self._live and self._router is not None:
+            self._live = live
+            if live:
+                self._router.add_live_source()  # type: ignore[attr-defined]
+            else:
+                self._router.source_done()  # type: ignore[attr-defined]
 
     def cleanup(self) -> None:
         if self._reader is not None:
@@ -171,11 +180,11 @@ class FromDump(Element):
             self.active = bool_arg(value.strip())
         except ArgError:
             raise HandlerError("syntax error") from None
-        if self.active and self._router is not None:
-            self._router.wake_at(time.monotonic())  # type: ignore[attr-defined]
+        self._update_live()
 
     def _stop(self, _value: str) -> None:
         self.active = False
+        self._update_live()
         if self._router is not None:
             self._router.please_stop()  # type: ignore[attr-defined]
 
@@ -192,9 +201,7 @@ class FromDump(Element):
         if self._done:
             return
         self._done = True
-        if self._live:
-            self._live = False
-            self._router.source_done()  # type: ignore[attr-defined]
+        self._update_live()
         if self._end_call:
             handler, _, value = self._end_call.partition(" ")
             try:
