@@ -20,6 +20,7 @@ offset) and compiled once, so classification costs a few byte comparisons.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -68,9 +69,9 @@ FIELD_ICMP_TYPE = _field(0, 8, IP_PROTO_ICMP)
 SD_SRC, SD_DST, SD_AND, SD_OR = 1, 2, 3, 4
 OP_EQ, OP_GT, OP_LT = 0, 1, 2
 
-# Click's name databases.  User-level Click also reads /etc/services; the
-# few names below beyond Click's own table are the ones every services file
-# defines, so configurations written against a stock Linux host still parse.
+# Click's name databases.  Its own tables come first; user-level Click then
+# consults the host's /etc/protocols and /etc/services, and so do we (read
+# once, on first use), so names like 'http' or 'esp' work as they do there.
 TYPE_WORDS = {
     "ce": TYPE_IPCE, "dest": TYPE_SYNTAX, "dscp": FIELD_DSCP, "dst": TYPE_SYNTAX,
     "ect": TYPE_IPECT, "ether": TYPE_SYNTAX, "frag": TYPE_IPFRAG, "hl": FIELD_HL,
@@ -92,10 +93,6 @@ PORTS = {
     "ntp": 123, "pop3": 110, "pop3s": 995, "pptp": 1723, "rip": 520, "route": 520,
     "smtp": 25, "snmp": 161, "snmp-trap": 162, "ssh": 22, "sunrpc": 111,
     "telnet": 23, "tftp": 69, "www": 80,
-    # from /etc/services
-    "http": 80, "kerberos": 88, "imap2": 143, "imap": 143, "bgp": 179,
-    "ldap": 389, "microsoft-ds": 445, "submission": 587, "ldaps": 636,
-    "mysql": 3306, "postgresql": 5432,
 }
 TCP_OPTS = {"ack": 0x10, "fin": 0x01, "psh": 0x08, "rst": 0x04, "syn": 0x02, "urg": 0x20}
 ICMP_TYPES = {
@@ -104,6 +101,40 @@ ICMP_TYPES = {
     "routersolicit": 10, "sourcequench": 4, "timeexceeded": 11, "timestamp": 13,
     "timestamp-reply": 14, "unreachable": 3,
 }
+
+
+
+
+def _read_table(path: str) -> list[list[str]]:
+    """The lines of an /etc/protocols-style file, as words, comments removed."""
+    try:
+        with open(path, encoding="latin-1") as f:
+            return [line.split("#", 1)[0].split() for line in f]
+    except OSError:
+        return []
+
+
+@functools.cache
+def system_names() -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """(protocols, TCP ports, UDP ports) from the host files, as Click's ServicesNameDB reads them."""
+    protos: dict[str, int] = {}
+    for words in _read_table("/etc/protocols"):
+        if len(words) >= 2 and words[1].isdigit() and int(words[1]) < 256:
+            for name in words[:1] + words[2:]:
+                protos.setdefault(name, int(words[1]))
+    ports: dict[str, dict[str, int]] = {"tcp": {}, "udp": {}}
+    for words in _read_table("/etc/services"):
+        if len(words) >= 2:
+            number, _, proto = words[1].replace(",", "/").partition("/")
+            if number.isdigit() and int(number) < 65536 and proto in ports:
+                for name in words[:1] + words[2:]:
+                    ports[proto].setdefault(name, int(number))
+    return protos, ports["tcp"], ports["udp"]
+
+
+def _name(table: dict[str, int], system: dict[str, int], word: str) -> int | None:
+    value = table.get(word)
+    return system.get(word) if value is None else value
 
 
 # ---------------------------------------------------------------- trees
@@ -293,8 +324,9 @@ def lookup(word: str, type_: int, proto: int, errs: Errors | None) -> tuple[int,
     if type_ in (0, TYPE_TYPE) and word in TYPE_WORDS:
         data = TYPE_WORDS[word]
         return (-1, 0) if data == TYPE_SYNTAX else (TYPE_TYPE, data)
-    found = [(IP_PROTOS.get(word), TYPE_PROTO), (PORTS.get(word), TYPE_PORT),
-             (PORTS.get(word), TYPE_PORT), (TCP_OPTS.get(word), TYPE_TCPOPT),
+    sys_protos, sys_tcp, sys_udp = system_names()
+    found = [(_name(IP_PROTOS, sys_protos, word), TYPE_PROTO), (_name(PORTS, sys_tcp, word), TYPE_PORT),
+             (_name(PORTS, sys_udp, word), TYPE_PORT), (TCP_OPTS.get(word), TYPE_TCPOPT),
              (ICMP_TYPES.get(word), FIELD_ICMP_TYPE)]
     got = [v is not None for v, _ in found]
     if not any(got):
@@ -307,8 +339,8 @@ def lookup(word: str, type_: int, proto: int, errs: Errors | None) -> tuple[int,
         got[3] and type_ in (0, TYPE_TCPOPT) and tcpish,
         got[4] and type_ in (0, FIELD_ICMP_TYPE) and proto in (UNKNOWN, IP_PROTO_ICMP),
     ]
-    if tgot[1] and tgot[2]:
-        tgot[2] = False  # TCP and UDP ports come from the same table here
+    if tgot[1] and tgot[2] and found[1][0] == found[2][0]:
+        tgot[2] = False
     if sum(tgot) == 1:
         k = tgot.index(True)
         value, kind = found[k]

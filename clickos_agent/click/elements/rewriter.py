@@ -413,10 +413,12 @@ class IPRewriter(Element):
         self.udp_timeout = seconds("UDP_TIMEOUT", 300)
         self.udp_guarantee = seconds("UDP_GUARANTEE", 5)
         self.tcp_nodata_timeout = seconds("TCP_NODATA_TIMEOUT", 300)
-        self.tcp_guarantee = seconds("TCP_GUARANTEE", 5)
+        # Click reads GUARANTEE after TCP_GUARANTEE into the same setting, and
+        # REAP_TIME after REAP_INTERVAL: the later keyword wins
+        self.tcp_guarantee = seconds("GUARANTEE", seconds("TCP_GUARANTEE", 5))
         self.tcp_data_timeout = seconds("TCP_TIMEOUT", seconds("TIMEOUT", 86400))
         self.tcp_done_timeout = seconds("TCP_DONE_TIMEOUT", 240)
-        self.reap_interval = seconds("REAP_INTERVAL", seconds("REAP_TIME", 900))
+        self.reap_interval = seconds("REAP_TIME", seconds("REAP_INTERVAL", 900))
         self.dst_anno = bool(values.get("DST_ANNO", True))
         capacity = values.get("MAPPING_CAPACITY", values.get("CAPACITY"))
         self.capacity = 0x7FFFFFFF
