@@ -8,10 +8,15 @@ its loop (the runtime's ready signal), so a packet arriving after it is
 forwarded; after each size a probe sends one packet to every instance and the
 bench checks that every instance forwarded it (``count_out``).
 
-Budget: p50 under 50 ms at one instance, and no more than 2x growth from 1 to
-100 instances.  Baseline, measured in the same run: a bare ``ip netns add`` +
-veth pair + ``ip netns exec NS true`` (what any namespace-based instance costs
-before it runs anything).  The last line is the JSON summary.
+It runs twice: as the agent runs by default (every boot creates its namespace
+and bridge port), and with a warm pool of 4 pre-built namespaces already on the
+bridge (``--pool 4``), which serves isolated boots and bursts of up to 4; the
+budget applies to the default: p50 under 50 ms at one instance, and no more
+than 2x growth from 1 to 100 instances.  Baseline, measured in the same run: a
+bare ``ip netns add`` + veth pair + ``ip netns exec NS true`` (what any
+namespace-based instance costs before it runs anything).  The last line is the
+JSON summary: ``value`` is the default agent's p50 at one instance, ``ratio``
+that over the baseline's p50.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ BASELINE_ROUNDS = 20
 BUDGET_MS = 50.0
 MAX_GROWTH = 2.0
 PROBE_MAC = "02:b0:00:00:00:01"
+POOL = 4                    # a warm pool, as with clicksteer agent --pool 4
 
 
 def config(instance_mac: str) -> str:
@@ -97,19 +103,15 @@ class Probe:
         netns.del_netns(self.ns)
 
 
-def main() -> int:
-    tag = secrets.token_hex(2)
-    ovs = OVS()
-    with ovs.lock():
-        ovs.start()
-        ovs.hold()
+def boot_sizes(ovs: OVS, tag: str, pool_size: int) -> tuple[dict[int, dict[str, float]], bool]:
+    """Boot every size on a fresh bridge and agent; per size p50/p95 (ms), and whether all forwarded."""
     bridge = f"csb{tag}-br"
     ovs.vsctl("--may-exist", "add-br", bridge, "--", "set", "Bridge", bridge, "datapath_type=netdev",
               "fail_mode=standalone", "other_config:disable-in-band=true")
     workdir = Path(f"/run/clicksteer-bench-{tag}")   # where agents keep their state by default
-    backend = EmuBackend(bridge, ovs, workdir / "run")
+    backend = EmuBackend(bridge, ovs, workdir / "run", pool_size=pool_size)
     backend.open()
-    agent = Agent("bench", backend, StateStore(workdir / "instances.json"), capacity=max(SIZES))
+    agent = Agent("bench", backend, StateStore(workdir / "instances.json", durable=False), capacity=max(SIZES))
     agent.start()
     server = ApiServer(build_api(agent), "127.0.0.1", 0).start()
     client = AgentClient(f"http://{server.address}")
@@ -117,10 +119,6 @@ def main() -> int:
     results: dict[int, dict[str, float]] = {}
     all_forward = True
     try:
-        base = baseline(tag)
-        base_p50 = statistics.median(base)
-        print(f"baseline (ip netns add + veth + ip netns exec true): p50 {base_p50:.1f} ms, "
-              f"p95 {percentile(base, 0.95):.1f} ms")
         # One boot and delete first, not counted: the first fork of the router worker warms its caches.
         client.create_instance("bench-warmup", "bench", 0, "passthrough", config(derive_mac("bench-warmup", 0)))
         client.delete_instance("bench-warmup")
@@ -155,29 +153,48 @@ def main() -> int:
                 all_forward &= not waiting
                 for instance_id, _ in ids:
                     client.delete_instance(instance_id)
-            results[size] = {"p50": statistics.median(samples), "p95": percentile(samples, 0.95),
-                             "forwarded": forwarded, "n": len(samples)}
+            results[size] = {"p50": statistics.median(samples), "p95": percentile(samples, 0.95)}
             breakdown = ", ".join(f"{s} {statistics.median(v):.1f}" for s, v in steps.items())
-            print(f"{size:4d} instances: boot p50 {results[size]['p50']:.1f} ms, p95 {results[size]['p95']:.1f} ms "
-                  f"({len(samples)} boots; step p50s ms: {breakdown}); "
-                  f"forwarding {forwarded}/{size}")
+            print(f"  {size:4d} instances: boot p50 {results[size]['p50']:.1f} ms, p95 {results[size]['p95']:.1f} ms "
+                  f"({len(samples)} boots; step p50s ms: {breakdown}); forwarding {forwarded}/{size}")
     finally:
         probe.close()
         server.stop()
         for inst in agent.list():
             agent.delete(inst.id)
-        backend.sweep(agent.tag, [])
         backend.close()
+        backend.sweep(agent.tag, [])
         ovs.vsctl("--if-exists", "del-br", bridge)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results, all_forward
+
+
+def main() -> int:
+    tag = secrets.token_hex(2)
+    ovs = OVS()
+    with ovs.lock():
+        ovs.start()
+        ovs.hold()
+    try:
+        base = baseline(tag)
+        base_p50 = statistics.median(base)
+        print(f"baseline (ip netns add + veth + ip netns exec true): p50 {base_p50:.1f} ms, "
+              f"p95 {percentile(base, 0.95):.1f} ms")
+        print("default (no warm pool: every boot creates its namespace and bridge port):")
+        cold, cold_forward = boot_sizes(ovs, tag, 0)
+        print(f"with a warm pool of {POOL} (--pool {POOL}):")
+        warm, warm_forward = boot_sizes(ovs, tag, POOL)
+    finally:
         ovs.release()
         with ovs.lock():
             ovs.stop_if_idle()
-        shutil.rmtree(workdir, ignore_errors=True)
-    p50_one = results[1]["p50"]
-    growth = results[max(SIZES)]["p50"] / p50_one
-    print(f"p50 growth from 1 to {max(SIZES)} instances: {growth:.2f}x (budget {MAX_GROWTH:g}x); "
-          f"ClickOS boots in ~30 ms")
-    ok = p50_one < BUDGET_MS and growth <= MAX_GROWTH and all_forward
+    for name, results in (("default", cold), ("warm pool", warm)):
+        growth = results[max(SIZES)]["p50"] / results[1]["p50"]
+        print(f"{name}: p50 growth from 1 to {max(SIZES)} instances {growth:.2f}x (budget {MAX_GROWTH:g}x)")
+    print("ClickOS boots in ~30 ms")
+    p50_one = cold[1]["p50"]
+    growth = cold[max(SIZES)]["p50"] / p50_one
+    ok = p50_one < BUDGET_MS and growth <= MAX_GROWTH and cold_forward and warm_forward
     print(json.dumps({"bench": "instance_boot", "value": round(p50_one, 2), "unit": "ms", "budget": BUDGET_MS,
                       "ratio": round(p50_one / base_p50, 3), "ok": ok}))
     return 0

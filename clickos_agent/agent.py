@@ -186,13 +186,15 @@ class Instance:
 class Backend(Protocol):
     """How instances are realised (emu: netns + Click runtime; xen: ClickOS domains).
 
-    Each step records the names of what it creates in ``inst.handles`` (before
-    creating it, in ``plan``), and ``destroy`` releases whatever of them exists,
-    so it is safe after a failure at any step and safe to repeat.
+    ``bind`` tells it the agent's tag once the start-up sweep is done.  ``plan``
+    names everything an instance will own (in ``inst.handles``), and ``destroy``
+    releases whatever of it exists, so it is safe after a failure at any step
+    and safe to repeat.
     """
 
     name: str
 
+    def bind(self, tag: str) -> None: ...
     def plan(self, inst: Instance, tag: str) -> None: ...
     def create(self, inst: Instance) -> None: ...
     def attach(self, inst: Instance) -> None: ...
@@ -278,6 +280,7 @@ class Agent:
         live = [i for i in self.instances.values() if i.state == RUNNING]
         report["swept"] = self.backend.sweep(self.tag, live)
         self._save()
+        self.backend.bind(self.tag)
         return report
 
     def _alive(self, inst: Instance) -> bool:

@@ -2,7 +2,7 @@
 
     clicksteer agent --host NAME --backend emu|xen --listen 127.0.0.1:PORT [--state-dir DIR]
                      [--token-file FILE] [--capacity N]
-                     emu: [--bridge BR] [--fabric-dir DIR]     xen: [--kernel PATH] [--libvirt-uri URI]
+                     emu: [--bridge BR] [--fabric-dir DIR] [--pool N]     xen: [--kernel PATH] [--libvirt-uri URI]
 
 It serves until SIGTERM/SIGINT and then exits leaving its instances running:
 a restarted agent re-adopts them from its state directory.
@@ -39,6 +39,8 @@ def add_agent_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--token-file", help="file holding the bearer token for mutating calls")
     p.add_argument("--capacity", type=int, default=128, help="most instances at once (default 128)")
     p.add_argument("--bridge", help="emu: the host switch (default: the fabric's bridge for --host)")
+    p.add_argument("--pool", type=int, default=0,
+                   help="emu: one-interface namespaces kept ready on the bridge for faster boots (default 0)")
     p.add_argument("--fabric-dir", help="emu: the emulated fabric's run directory (default CLICKSTEER_RUN_DIR)")
     p.add_argument("--kernel", default=DEFAULT_KERNEL, help="xen: the ClickOS kernel image")
     p.add_argument("--libvirt-uri", default="xen:///system", help="xen: libvirt URI (test:///default to try)")
@@ -65,7 +67,7 @@ def make_backend(args: argparse.Namespace, state_dir: Path) -> tuple[Backend, An
         else:
             fabric = load_state(args.fabric_dir)
             bridge, ovs = fabric.compute_bridge(args.host), fabric.ovs()
-        emu = EmuBackend(bridge, ovs, state_dir / "run")
+        emu = EmuBackend(bridge, ovs, state_dir / "run", pool_size=args.pool)
         emu.open()
         return emu, emu
     from clickos_agent.backends.xen import XenBackend
@@ -86,7 +88,8 @@ def run_agent(args: argparse.Namespace) -> int:
     os.chmod(state_dir, 0o700)
     listen_host, listen_port = _listen(args.listen)
     backend, closer = make_backend(args, state_dir)
-    agent = Agent(args.host, backend, StateStore(state_dir / "instances.json"), capacity=args.capacity)
+    agent = Agent(args.host, backend, StateStore(state_dir / "instances.json", durable=False),
+                  capacity=args.capacity)
     report = agent.start()
     log.info("tag %s: adopted %s, released %s, swept %s", agent.tag, report["adopted"] or "none",
              report["released"] or "none", report["swept"] or "none")

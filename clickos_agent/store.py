@@ -2,8 +2,14 @@
 
 A crash (or ``kill -9``) at any moment leaves either the old or the new file,
 never a torn one: the new content goes to a temporary file in the same
-directory, is fsynced, renamed over the old one, and the directory is fsynced
-so the rename itself survives a power loss.
+directory and is renamed over the old one.  A ``durable`` store also fsyncs
+the file and the directory, so the new table survives a power loss.
+
+The agent runs non-durable: its table describes namespaces, processes and
+domains that do not survive the host going down, so after a power loss any
+table (old or new) leads to the same result at restart (nothing is alive:
+every instance is released), and each fsync would cost milliseconds on the
+boot path.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from typing import Any
 
 
 class StateStore:
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], durable: bool = True) -> None:
         self.path = Path(path)
+        self.durable = durable
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None when there is none yet."""
@@ -33,14 +40,16 @@ class StateStore:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(state, handle, indent=1, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if self.durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if self.durable:
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)

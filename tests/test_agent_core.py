@@ -27,6 +27,9 @@ class FakeBackend:
         self.gate: threading.Event | None = None
         self.handlers: dict[tuple[str, str, str], str] = {}
 
+    def bind(self, tag: str) -> None:
+        self.tag = tag
+
     def plan(self, inst: Instance, tag: str) -> None:
         inst.handles = {"name": f"csi-{tag}-{inst.seq}"}
         inst.interfaces = [Interface(i, mac, f"port{inst.seq}.{i}") for i, mac in enumerate(inst.spec.macs)]

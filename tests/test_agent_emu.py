@@ -19,7 +19,7 @@ import pytest
 
 from clickos_agent.agent import Agent, derive_mac
 from clickos_agent.api import build_api
-from clickos_agent.backends.emu import PREFIX, EmuBackend
+from clickos_agent.backends.emu import POOL_PREFIX, PREFIX, EmuBackend
 from clickos_agent.client import AgentClient, AgentClientError
 from clickos_agent.httpapi import ApiServer
 from clickos_agent.store import StateStore
@@ -81,9 +81,10 @@ def steer(state, src: str, dst: str, mac: str) -> None:
 def leftovers(state, tag: str) -> list[str]:
     """Anything carrying the agent's tag: namespaces, links, bridge ports, processes in those namespaces."""
     bridge = state.compute_bridge("c1_1")
-    found = [ns for ns in netns.list_netns() if ns.startswith(f"{PREFIX}-{tag}-")]
-    found += [link for link in os.listdir("/sys/class/net") if link.startswith(f"{PREFIX}{tag}")]
-    found += [p for p in state.ovs().vsctl("list-ports", bridge).split() if p.startswith(f"{PREFIX}{tag}")]
+    names = (f"{PREFIX}{tag}", f"{POOL_PREFIX}{tag}")
+    found = [ns for ns in netns.list_netns() if ns.startswith((f"{PREFIX}-{tag}-", f"{POOL_PREFIX}-{tag}-"))]
+    found += [link for link in os.listdir("/sys/class/net") if link.startswith(names)]
+    found += [p for p in state.ovs().vsctl("list-ports", bridge).split() if p.startswith(names)]
     return found
 
 
@@ -140,7 +141,7 @@ class AgentProcess:
 
     def __init__(self, state, tmp_path: Path) -> None:
         self.args = [sys.executable, "-m", "clickos_agent.agentcli", "--host", "c1_1", "--backend", "emu",
-                     "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "agent"),
+                     "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path / "agent"), "--pool", "2",
                      "--fabric-dir", state.run_dir, "--token-file", str(tmp_path / "token")]
         (tmp_path / "token").write_text(TOKEN + "\n")
         self.log = tmp_path / "agent.log"
@@ -165,6 +166,7 @@ class AgentProcess:
 
 
 def test_killed_agent_restarts_and_readopts_forwarding_instances(net, tmp_path):
+    """The agent process runs with a warm pool, so instances here take pre-built slots."""
     agent = AgentProcess(net, tmp_path)
     client = agent.start()
     tag = client.health()["tag"]
@@ -195,10 +197,36 @@ def test_killed_agent_restarts_and_readopts_forwarding_instances(net, tmp_path):
 
         for n in range(2):
             assert client.delete_instance(f"fw-{n}")
-        assert leftovers(net, tag) == []
         saved = json.loads((tmp_path / "agent" / "instances.json").read_text())
         assert saved["instances"] == []
+        agent.stop()                                           # and its warm pool goes with it
+        assert leftovers(net, tag) == []
     finally:
         agent.stop()
         backend = EmuBackend(net.compute_bridge("c1_1"), net.ovs(), tmp_path / "agent" / "run")
         backend.sweep(tag, [])
+
+
+def test_warm_pool_instance_gets_its_mac_and_forwards(net, tmp_path):
+    backend = EmuBackend(net.compute_bridge("c1_1"), net.ovs(), tmp_path / "run", pool_size=1)
+    backend.open()
+    agent = Agent("c1_1", backend, StateStore(tmp_path / "state.json"))
+    agent.start()
+    try:
+        while not backend.pool:              # the slot is built in the background
+            backend.pool_wanted.wait(0.01)
+        mac = derive_mac("web-fw-0", 0)
+        _, inst = agent.create({"id": "web-fw-0", "chain": "web", "hop": 0, "function": "firewall",
+                                "config": firewall_config(mac, net.hosts["h1_2"]["mac"])})
+        assert inst.state == "running", inst.reason
+        assert inst.handles["pooled"] and inst.handles["netns"].startswith(f"{POOL_PREFIX}-{agent.tag}-")
+        shown = netns.exec_in(inst.handles["netns"], ["ip", "-o", "link", "show", "eth0"]).stdout
+        assert mac in shown and "UP" in shown
+        steer(net, "h1_1", "h1_2", mac)
+        assert ping(net, "h1_1", "h1_2")
+        agent.delete("web-fw-0")
+        backend.close()                      # removes the refilled slot too
+        assert leftovers(net, agent.tag) == []
+    finally:
+        backend.close()
+        backend.sweep(agent.tag, [])

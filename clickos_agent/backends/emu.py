@@ -10,8 +10,15 @@ Per instance (``TAG`` is the agent's tag, ``SEQ`` its sequence number):
 - a router process forked by the pre-imported worker (emu_worker.py), in its
   own session, with its control socket and log in the agent's run directory.
 
-Every name is derived from TAG and SEQ and recorded before it is created, so
-``destroy`` and ``sweep`` remove exactly what this agent made.
+Every name is derived from TAG and SEQ, so ``destroy`` and ``sweep`` remove
+exactly what this agent made.
+
+Warm pool: with ``pool_size`` > 0 the backend keeps that many one-interface
+slots ready (namespace ``csp-TAG-N`` with ``eth0``, its peer ``cspTAGN.0``
+already a port of the bridge), refilled in the background.  A one-interface
+instance takes a slot, so its create and attach steps cost nothing; its router
+sets the instance's MAC on ``eth0`` before bringing it up.  Unused slots are
+removed on ``close`` and, after a crash, by the next agent's sweep.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,8 +45,10 @@ from topologies.ovs import OVS, OVSError, add_port_args
 log = logging.getLogger(__name__)
 
 PREFIX = "csi"
+POOL_PREFIX = "csp"
 FIRST_OFPORT = 2            # port 1 is the compute host's uplink
 READY_TIMEOUT_S = 10.0
+POOL_QUIET_S = 0.05         # the pool refills once no boot has been under way for this long
 STOP_TIMEOUT_S = 2.0
 CONTROL_TIMEOUT_S = 5.0
 
@@ -222,6 +232,15 @@ class _Attach(threading.Thread):
         self.seconds = time.monotonic() - t0
 
 
+class _Slot:
+    """A pre-built one-interface namespace whose ``eth0`` peer is on the bridge already."""
+
+    def __init__(self, netns_name: str, port: str) -> None:
+        self.netns = netns_name
+        self.port = port
+        self.ofport: int | None = None
+
+
 def _forced_batch(lines: list[str]) -> None:
     """Clean-up lines run past failures: an object may vanish on its own meanwhile (a veth with its peer)."""
     try:
@@ -236,40 +255,122 @@ class EmuBackend:
     name = "emu"
 
     def __init__(self, bridge: str, ovs: OVS, run_dir: str | os.PathLike[str],
-                 spawner: RouterSpawner | None = None) -> None:
+                 spawner: RouterSpawner | None = None, pool_size: int = 0) -> None:
         self.bridge = bridge
         self.ovs = ovs
         self.run_dir = Path(run_dir)
         self.spawner = spawner or RouterSpawner()
         self.attaching: dict[int, _Attach] = {}
+        self.pool_size = pool_size
+        self.pool: deque[_Slot] = deque()
+        self.pool_lock = threading.Lock()
+        self.pool_wanted = threading.Event()
+        self.pool_thread: threading.Thread | None = None
+        self.booting: set[int] = set()        # seqs of instances between plan and the end of start (or destroy)
+        self.last_boot_activity = 0.0
+        self.closed = False
 
     def open(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.spawner.start()
 
     def close(self) -> None:
+        """Stop the worker and remove unused pool slots; instances keep running."""
+        self.closed = True
+        self.pool_wanted.set()
+        if self.pool_thread is not None:
+            self.pool_thread.join()
+        with self.pool_lock:
+            slots, self.pool = list(self.pool), deque()
+        for slot in slots:
+            self._remove(slot.netns, [slot.port])
         self.spawner.stop()
 
+    # -- the warm pool ----------------------------------------------------------
+
+    def bind(self, tag: str) -> None:
+        """The agent's tag is known (after its sweep): start filling the pool."""
+        if self.pool_size > 0 and self.pool_thread is None:
+            self.pool_thread = threading.Thread(target=self._fill, args=(tag,), name="emu-pool", daemon=True)
+            self.pool_thread.start()
+
+    def _fill(self, tag: str) -> None:
+        """Keep the pool full, building slots only while no boot is under way.
+
+        Building a slot makes ovs-vswitchd reconfigure, which would compete for
+        the CPU with a router booting at that moment: refills wait for a quiet
+        moment, so a burst of boots drains the pool and later ones boot cold.
+        """
+        number = 0
+        while not self.closed:
+            with self.pool_lock:
+                missing = self.pool_size - len(self.pool)
+                self.pool_wanted.clear()
+            if missing <= 0:
+                self.pool_wanted.wait()
+                continue
+            quiet = time.monotonic() - self.last_boot_activity
+            if self.booting or quiet < POOL_QUIET_S:
+                self.pool_wanted.wait(POOL_QUIET_S - min(quiet, POOL_QUIET_S) + 0.001)
+                continue
+            slot = _Slot(f"{POOL_PREFIX}-{tag}-{number}", f"{POOL_PREFIX}{tag}{number % 0x10000:x}.0")
+            number += 1
+            if netns.netns_exists(slot.netns) or netns.link_exists(slot.port):
+                continue   # an adopted instance took this slot from a previous agent's pool
+            try:
+                self._build([slot.netns], [(slot.port, "eth0", None, slot.netns)])
+                self.ovs.vsctl(*add_port_args(self.bridge, slot.port))
+                slot.ofport = int(self.ovs.vsctl("get", "Interface", slot.port, "ofport"))
+            except (netns.NetError, OVSError, OSError, ValueError) as exc:
+                log.warning("warm pool: %s", exc)
+                self._remove(slot.netns, [slot.port])
+                self.pool_wanted.wait(1.0)   # do not spin on a broken host
+                continue
+            with self.pool_lock:
+                self.pool.append(slot)
+
+    def _take_slot(self) -> _Slot | None:
+        with self.pool_lock:
+            slot = self.pool.popleft() if self.pool else None
+        if slot is not None:
+            self.pool_wanted.set()
+        return slot
+
+    # -- the instance steps -------------------------------------------------------
+
     def plan(self, inst: Instance, tag: str) -> None:
+        with self.pool_lock:
+            self.booting.add(inst.seq)
+            self.last_boot_activity = time.monotonic()
         n = inst.spec.interfaces
-        inst.interfaces = [Interface(i, inst.spec.macs[i], veth_name(tag, inst.seq, i), ofport_for(inst.seq, i))
-                           for i in range(n)]
         base = self.run_dir / f"{tag}-{inst.seq}"
-        inst.handles = {"netns": namespace_name(tag, inst.seq), "pid": None,
+        inst.handles = {"netns": namespace_name(tag, inst.seq), "pid": None, "pooled": False,
                         "devices": {str(i): f"eth{i}" for i in range(n)},
                         "control_socket": f"{base}.ctl", "log": f"{base}.log", "config_file": f"{base}.click"}
+        slot = self._take_slot() if n == 1 else None
+        if slot is not None:
+            inst.handles.update(netns=slot.netns, pooled=True)
+            inst.interfaces = [Interface(0, inst.spec.macs[0], slot.port, slot.ofport)]
+        else:
+            inst.interfaces = [Interface(i, inst.spec.macs[i], veth_name(tag, inst.seq, i), ofport_for(inst.seq, i))
+                               for i in range(n)]
+
+    def _build(self, namespaces: list[str], veths: list[tuple[str, str, str | None, str]]) -> None:
+        """Namespaces and veth pairs (root end, inner name, inner MAC, namespace) in one ``ip -batch``."""
+        lines = [netns.add_netns_cmd(ns) for ns in namespaces]
+        for port, inner, mac, ns in veths:
+            lines += [netns.add_veth_cmd(port, inner, peer_mac=mac, peer_netns=ns), netns.no_ipv6_cmd(port),
+                      netns.set_up_cmd(port)]
+        netns.batch(lines)
+        for port, *_ in veths:
+            ifconf.tx_checksum_off(port)
 
     def create(self, inst: Instance) -> None:
-        ns = inst.handles["netns"]
-        lines = [netns.add_netns_cmd(ns)]
-        for iface in inst.interfaces:
-            lines.append(netns.add_veth_cmd(iface.port, f"eth{iface.index}", peer_mac=iface.mac, peer_netns=ns))
-            lines.append(netns.no_ipv6_cmd(iface.port))
-            lines.append(netns.set_up_cmd(iface.port))
+        if inst.handles["pooled"]:
+            return   # the slot's namespace and interface exist already
         try:
-            netns.batch(lines)
-            for iface in inst.interfaces:
-                ifconf.tx_checksum_off(iface.port)
+            self._build([inst.handles["netns"]],
+                        [(i.port, f"eth{i.index}", i.mac, inst.handles["netns"]) for i in inst.interfaces])
         except (netns.NetError, OSError) as exc:
             raise BackendError(str(exc)) from None
 
@@ -280,6 +381,8 @@ class EmuBackend:
         about as long as a router takes to start; ``start`` waits for both and
         records the attach's real duration.
         """
+        if inst.handles["pooled"]:
+            return   # the slot's port is on the bridge already
         args: list[str] = []
         for iface in inst.interfaces:
             args += add_port_args(self.bridge, iface.port, iface.ofport)
@@ -308,9 +411,17 @@ class EmuBackend:
             inst.handles["pid"] = self.spawner.spawn(
                 {"netns": str(netns.NETNS_DIR / inst.handles["netns"]), "config": inst.spec.config,
                  "devices": inst.handles["devices"], "control_socket": inst.handles["control_socket"],
-                 "log": inst.handles["log"]}, record)
+                 "macs": {f"eth{i.index}": i.mac for i in inst.interfaces}, "log": inst.handles["log"]}, record)
         finally:
-            self._finish_attach(inst)
+            try:
+                self._finish_attach(inst)
+            finally:
+                self._boot_over(inst)
+
+    def _boot_over(self, inst: Instance) -> None:
+        with self.pool_lock:
+            self.booting.discard(inst.seq)
+            self.last_boot_activity = time.monotonic()
 
     def destroy(self, inst: Instance) -> None:
         ns = inst.handles.get("netns")
@@ -320,29 +431,34 @@ class EmuBackend:
             self._finish_attach(inst)   # a port added after the clean-up would stay behind
         except BackendError:
             pass
+        self._boot_over(inst)           # a boot that failed before its start step
+        self._remove(ns, [iface.port for iface in inst.interfaces])
+        for key in ("control_socket", "log", "config_file"):
+            Path(inst.handles[key]).unlink(missing_ok=True)
+
+    def _remove(self, ns: str, ports: list[str]) -> None:
+        """Stop the processes in a namespace, then remove its ports, links and the namespace itself."""
         inode = netns_inode(str(netns.NETNS_DIR / ns))
         if inode is not None:
             stop_processes(pids_in_netns(inode))
         errors = []
         try:
-            ports: list[str] = []
-            for iface in inst.interfaces:
-                ports += ["--", "--if-exists", "del-port", self.bridge, iface.port]
-            if ports:
-                self.ovs.vsctl(*ports)
+            args: list[str] = []
+            for port in ports:
+                args += ["--", "--if-exists", "del-port", self.bridge, port]
+            if args:
+                self.ovs.vsctl(*args)
         except OVSError as exc:
             errors.append(str(exc))
         # The root-namespace ends first (each takes its peer along): deleting a namespace
         # frees its interfaces asynchronously, so their peers may linger for a moment.
-        lines = [netns.del_link_cmd(i.port) for i in inst.interfaces if netns.link_exists(i.port)]
+        lines = [netns.del_link_cmd(port) for port in ports if netns.link_exists(port)]
         if netns.netns_exists(ns):
             lines.append(netns.del_netns_cmd(ns))
         try:
             netns.batch(lines)
         except netns.NetError as exc:
             errors.append(str(exc))
-        for key in ("control_socket", "log", "config_file"):
-            Path(inst.handles[key]).unlink(missing_ok=True)
         if errors:
             raise BackendError("; ".join(errors))
 
@@ -356,18 +472,20 @@ class EmuBackend:
         kept_ns = {i.handles["netns"] for i in keep}
         kept_ports = {iface.port for i in keep for iface in i.interfaces}
         removed = []
-        orphan_ns = [ns for ns in netns.list_netns() if ns.startswith(f"{PREFIX}-{tag}-") and ns not in kept_ns]
+        ns_prefixes = (f"{PREFIX}-{tag}-", f"{POOL_PREFIX}-{tag}-")
+        link_prefixes = (f"{PREFIX}{tag}", f"{POOL_PREFIX}{tag}")
+        orphan_ns = [ns for ns in netns.list_netns() if ns.startswith(ns_prefixes) and ns not in kept_ns]
         for ns in orphan_ns:
             inode = netns_inode(str(netns.NETNS_DIR / ns))
             if inode is not None:
                 stop_processes(pids_in_netns(inode))
         links = [name for name in os.listdir("/sys/class/net")
-                 if name.startswith(f"{PREFIX}{tag}") and name not in kept_ports]
+                 if name.startswith(link_prefixes) and name not in kept_ports]
         _forced_batch([netns.del_link_cmd(name) for name in links])
         removed += [f"link {name}" for name in links]
         try:
             ports = [p for p in self.ovs.vsctl("list-ports", self.bridge).split()
-                     if p.startswith(f"{PREFIX}{tag}") and p not in kept_ports]
+                     if p.startswith(link_prefixes) and p not in kept_ports]
         except OVSError:
             ports = []
         for port in ports:

@@ -9,7 +9,7 @@ Click runtime; it outlives the worker and the agent (they can be killed and
 restarted; the agent re-adopts routers by PID and namespace).
 
 Protocol: one JSON object per line on stdin (``{"req", "netns", "config",
-"devices", "control_socket", "log"}``), answered on stdout by
+"devices", "macs", "control_socket", "log"}``), answered on stdout by
 ``{"req", "event": "forked", "pid"}`` and then ``{"req", "event": "ready"}`` or
 ``{"req", "event": "failed", "error"}``.  The worker dies with the agent
 (PR_SET_PDEATHSIG), and on end of input.
@@ -77,6 +77,8 @@ def _child(req: dict[str, Any], ready_w: int) -> None:
         for device in req["devices"].values():
             ifconf.disable_ipv6(device)
             ifconf.tx_checksum_off(device)
+            if device in req.get("macs", {}):   # a pre-built interface gets its instance's MAC now
+                ifconf.set_mac(device, req["macs"][device])
             ifconf.set_up(device)
         if IMPORT_ERROR:
             raise RuntimeError(f"the Click runtime cannot be imported:\n{IMPORT_ERROR}")

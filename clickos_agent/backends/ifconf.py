@@ -2,7 +2,7 @@
 
 Used by router processes on their own interfaces right after entering their
 namespace, and by the agent on the host-side ends.  topologies/netns.py stays
-the module that runs the ``ip``/``ethtool`` tools; this one only does the three
+the module that runs the ``ip``/``ethtool`` tools; this one only does the few
 settings an instance boot needs, in microseconds instead of milliseconds.
 """
 
@@ -16,6 +16,8 @@ import struct
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 SIOCETHTOOL = 0x8946
+SIOCSIFHWADDR = 0x8924
+ARPHRD_ETHER = 1
 IFF_UP = 0x1
 ETHTOOL_STXCSUM = 0x17   # set TX checksum offload (struct ethtool_value)
 IFNAMSIZ = 16
@@ -46,3 +48,11 @@ def disable_ipv6(name: str) -> None:
     """
     with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as handle:
         handle.write("1")
+
+
+
+def set_mac(name: str, mac: str) -> None:
+    """Set an interface's MAC address (while it is down, as veths require)."""
+    address = bytes.fromhex(mac.replace(":", ""))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        fcntl.ioctl(sock, SIOCSIFHWADDR, _ifreq(name, struct.pack("H", ARPHRD_ETHER) + address))

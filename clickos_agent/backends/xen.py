@@ -89,6 +89,9 @@ class XenBackend:
         self.clock = clock
         self.sleep = sleep
 
+    def bind(self, tag: str) -> None:
+        """Nothing to prepare: a ClickOS domain is defined per instance."""
+
     def plan(self, inst: Instance, tag: str) -> None:
         inst.interfaces = [Interface(i, mac) for i, mac in enumerate(inst.spec.macs)]
         inst.handles = {"domain": f"{PREFIX}-{tag}-{inst.seq}", "domid": None, "attached": []}
