@@ -33,6 +33,9 @@ def test_split_config_matches_cp_argvec(config: str, expected: list[str]) -> Non
 def test_split_words_and_unquote() -> None:
     assert split_words("a  b, c /* x */ 'd e'") == ["a", "b,", "c", "'d e'"]
     assert unquote('"a\\nb" c') == "a\nb c"
+    # cp_unquote's own example, and the byte escapes
+    assert unquote('"\\n" abc /* 123 */ \'/* def */\'') == "\n abc /* def */"
+    assert unquote('"\\x41\\101\\q" \\<0a 0B> \'\\n\'') == "AAq \n\x0b \\n"
 
 
 def test_keywords_positional_and_keyword() -> None:

@@ -129,25 +129,79 @@ def split_words(text: str) -> list[str]:
     return words
 
 
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_HEX = "0123456789abcdefABCDEF"
+
+
+def _backslash(text: str, i: int, out: list[str]) -> int:
+    """Process the escape at ``text[i]`` (a backslash) as Click's cp_process_backslash."""
+    n = len(text)
+    if i + 1 >= n:
+        out.append("\\")
+        return n
+    c = text[i + 1]
+    if c == "\r":
+        return i + 3 if text[i + 2:i + 3] == "\n" else i + 2
+    if c == "\n":
+        return i + 2
+    if c in _ESCAPES:
+        out.append(_ESCAPES[c])
+        return i + 2
+    if c in "01234567":
+        j, value = i + 1, 0
+        while j < n and j < i + 4 and text[j] in "01234567":
+            value = value * 8 + int(text[j])
+            j += 1
+        out.append(chr(value & 0xFF))
+        return j
+    if c == "x":
+        j, value = i + 2, 0
+        while j < n and text[j] in _HEX:
+            value = value * 16 + int(text[j], 16)
+            j += 1
+        out.append(chr(value & 0xFF))
+        return j
+    if c == "<":
+        j, value, digits = i + 2, 0, 0
+        while j < n:
+            if text[j] == ">":
+                return j + 1
+            if _is_comment_start(text, j):
+                j = _skip_comment(text, j)
+                continue
+            if text[j] in _HEX:
+                value = value * 16 + int(text[j], 16)
+                digits += 1
+                if digits == 2:
+                    out.append(chr(value))
+                    value = digits = 0
+            j += 1
+        return n
+    out.append(c)
+    return i + 2
+
+
 def unquote(text: str) -> str:
-    """Remove one level of quotes (Click's cp_unquote, common escapes only)."""
+    """Click's cp_unquote: comments removed, one level of quotes removed, escapes expanded.
+
+    Escapes (``\\n``, ``\\x41``, ``\\101``, ``\\<0a 0b>`` ...) are expanded inside
+    double quotes, and ``\\<...>`` also outside quotes.  Bytes come back as the
+    characters U+0000..U+00FF (``.encode("latin-1")`` gives the bytes).
+    """
     text = uncomment(text)
     out: list[str] = []
     quote = ""
-    i = 0
-    escapes = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "$": "$"}
-    while i < len(text):
+    i, n = 0, len(text)
+    while i < n:
         c = text[i]
-        if quote == "" and c in "'\"":
-            quote = c
-        elif c == quote:
-            quote = ""
-        elif quote == '"' and c == "\\" and i + 1 < len(text):
+        if c in "'\"" and (quote == "" or quote == c):
+            quote = "" if quote else c
             i += 1
-            out.append(escapes.get(text[i], "\\" + text[i]))
+        elif c == "\\" and i + 1 < n and (quote == '"' or (quote == "" and text[i + 1] == "<")):
+            i = _backslash(text, i, out)
         else:
             out.append(c)
-        i += 1
+            i += 1
     return "".join(out)
 
 
