@@ -92,6 +92,8 @@ def test_classifier_short_packets_fail_tests_and_pass_negations() -> None:
     (["-", "12/08x"], 2, "pattern 1: expected a digit"),
     (["- 12/08"], 1, "pattern 0: expected a digit"),
     (["!"], 1, "pattern 0: expected a digit"),
+    (["12/080%ff"], 1, "pattern 0: value has odd number of hex digits; pattern 0: mask has too few hex digits"),
+    (["12/0%f 14/00"], 1, "pattern 0: value has less than 2 hex digits"),
 ])
 def test_classifier_rejects(conf: list[str], noutputs: int, message: str) -> None:
     el = Classifier("c", 1, noutputs)

@@ -347,10 +347,21 @@ def lookup(word: str, type_: int, proto: int, errs: Errors | None) -> tuple[int,
         assert value is not None
         return kind, value
     if errs is not None:
-        tries = ", ".join(f"'{unparse_type(0, found[k][1])} {word}'" for k in range(5) if got[k])
+        tries = ", ".join(f"'{_unparse_word(found[k][1], proto, word)}'" for k in range(5) if got[k])
         what = "ambiguous" if sum(tgot) > 1 else "meaningless"
-        errs.error(f"'{word}' is {what}; try {tries}")
+        errs.error(f"'{_unparse_word(type_, proto, word)}' is {what}; try {tries}")
     return -2, 0
+
+
+def _unparse_word(type_: int, proto: int, word: str) -> str:
+    """How Click names a word in its lookup errors ('<none>  echo', 'tcp opt tcp fin')."""
+    tn = unparse_type(0, type_)
+    tr = _unparse_proto(proto)
+    if tn:
+        tn += " "
+    if tr or (word and tn):
+        tr += " "
+    return tn + tr + word
 
 
 @dataclass

@@ -70,7 +70,8 @@ def parse_classifier_pattern(slot: int, s: str, errors: list[str]) -> list[Claus
                 i += 1
             mask = s[mask_pos:i]
 
-        # length checks: Click reports each and carries on with what is usable
+        # length checks: each is an error (Click reports them all and goes on)
+        nerrors = len(errors)
         if len(value) < 2:
             errors.append(f"pattern {slot}: value has less than 2 hex digits")
             value = ""
@@ -88,6 +89,8 @@ def parse_classifier_pattern(slot: int, s: str, errors: list[str]) -> list[Claus
                 value = value[:len(mask)]
 
         nbytes: list[tuple[int, int, int]] = []
+        if len(errors) > nerrors:
+            continue        # the configuration is refused; no need for the bytes
         for k in range(0, len(value), 2):
             hv, hm = _nibble(value[k])
             lv, lm = _nibble(value[k + 1])
