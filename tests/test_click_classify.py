@@ -202,7 +202,7 @@ def test_ip_options_move_the_transport_header() -> None:
 
 @pytest.mark.parametrize(("conf", "message"), [
     (["tcp port"], "'port': value missing"),
-    (["echo"], "'echo' is ambiguous"),
+    (["echo"], "'<none>  echo' is ambiguous; try 'port  echo', 'port  echo', 'icmp type  echo'"),
     (["80"], "specify header field or 'port'"),
     (["ip[2:4] = 1"], "field [2:4] does not fit in a single word"),
     (["ip[0:5] = 1"], "LEN in"),
