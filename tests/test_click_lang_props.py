@@ -9,6 +9,7 @@ from chains.errors import ConfigError
 from clickos_agent.click.args import split_config
 from clickos_agent.click.check import check
 from clickos_agent.click.parser import parse, parse_collect
+from tests.test_click_check import REGISTRY
 
 CLASSES = {"Idle", "Discard", "Queue", "Tee", "Null", "Counter", "Classifier", "Unqueue"}
 
@@ -58,3 +59,55 @@ def test_validator_never_crashes(text: str) -> None:
 def test_split_config_never_crashes(text: str) -> None:
     args = split_config(text)
     assert all(a == a.strip(" \t\n\r\f\v") for a in args)
+
+
+# ---------------------------------------------------------------- valid configurations and corruptions
+
+@st.composite
+def chains(draw: st.DrawFn) -> list[list[str]]:
+    """Chains Source -> (Pass | C | named pass)* -> Sink, as lists of element words."""
+    result = []
+    for n in range(draw(st.integers(1, 4))):
+        middle = draw(st.lists(st.sampled_from(["Pass", "C", "Pass()", "{ input -> Pass -> output }"]),
+                               max_size=4))
+        named = [f"p{n}_{i} :: {m}" if draw(st.booleans()) else m for i, m in enumerate(middle)]
+        result.append(["Source", *named, "Sink"])
+    return result
+
+
+def render(chain_list: list[list[str]], sep: str) -> str:
+    header = "elementclass C { input -> Pass -> output }\n"
+    return header + "\n".join(f" ->{sep}".join(chain) + ";" for chain in chain_list)
+
+
+SEPARATORS = st.sampled_from([" ", "\n", " /* c */ ", " // c\n", "\t"])
+
+
+@SETTINGS
+@given(chains(), SEPARATORS)
+def test_valid_configurations_pass(chain_list: list[list[str]], sep: str) -> None:
+    result = check(render(chain_list, sep), "v.click", REGISTRY)
+    assert result.ok, result.errors
+
+
+@SETTINGS
+@given(chains(), SEPARATORS, st.data())
+def test_every_corruption_is_reported(chain_list: list[list[str]], sep: str, data: st.DataObject) -> None:
+    n = data.draw(st.integers(0, len(chain_list) - 1))
+    kind = data.draw(st.sampled_from(["undeclared", "unused", "push-to-pull", "bad-arg", "syntax"]))
+    chain = list(chain_list[n])
+    if kind == "undeclared":
+        chain.insert(1, "nowhere")
+    elif kind == "unused":
+        chain.pop()
+    elif kind == "push-to-pull":
+        chain[-1] = "PullSink"
+    elif kind == "bad-arg":
+        chain.insert(1, "Pass(1)")
+    else:
+        chain.insert(1, "->")
+    text = render(chain_list[:n] + [chain] + chain_list[n + 1:], sep)
+    result = check(text, "v.click", REGISTRY)
+    assert not result.ok
+    lines = text.count("\n") + 1
+    assert all(1 <= e.line <= lines for e in result.errors)
