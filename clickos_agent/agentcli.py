@@ -93,7 +93,10 @@ def run_agent(args: argparse.Namespace) -> int:
     report = agent.start()
     log.info("tag %s: adopted %s, released %s, swept %s", agent.tag, report["adopted"] or "none",
              report["released"] or "none", report["swept"] or "none")
-    server = ApiServer(build_api(agent, read_token(args.token_file)), listen_host, listen_port).start()
+    token = read_token(args.token_file)
+    if token is None:
+        log.warning("no --token-file: anyone who can reach %s may create and delete instances", args.listen)
+    server = ApiServer(build_api(agent, token), listen_host, listen_port).start()
     # The line tests and scripts wait for: the address actually bound (PORT 0 picks one).
     print(f"agent {args.host} ({args.backend}) listening on http://{server.address}", flush=True)
     stop = threading.Event()

@@ -230,3 +230,22 @@ def test_warm_pool_instance_gets_its_mac_and_forwards(net, tmp_path):
     finally:
         backend.close()
         backend.sweep(agent.tag, [])
+
+
+def test_a_dead_router_worker_is_replaced(net, tmp_path):
+    backend = EmuBackend(net.compute_bridge("c1_1"), net.ovs(), tmp_path / "run")
+    backend.open()
+    agent = Agent("c1_1", backend, StateStore(tmp_path / "state.json"))
+    agent.start()
+    try:
+        backend.spawner.proc.kill()          # the worker this test's backend started
+        backend.spawner.proc.wait()
+        mac = derive_mac("web-fw-0", 0)
+        _, inst = agent.create({"id": "web-fw-0", "chain": "web", "hop": 0, "function": "firewall",
+                                "config": firewall_config(mac, net.hosts["h1_2"]["mac"])})
+        assert inst.state == "running", inst.reason
+        agent.delete("web-fw-0")
+        assert leftovers(net, agent.tag) == []
+    finally:
+        backend.close()
+        backend.sweep(agent.tag, [])

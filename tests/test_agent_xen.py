@@ -51,16 +51,20 @@ class ClickOSGuests:
             domid = self.hv.domid(name)
             if domid is None:
                 continue
-            self.started.setdefault(name, self.time.now)
+            if name not in self.started:
+                # What the toolstack does at domain creation: the guest owns its data/ directory.
+                self.started[name] = self.time.now
+                self.xs.write_many([(f"/local/domain/{domid}/data", "")])
+                self.xs.give(f"/local/domain/{domid}/data", domid)
             if self.boot_s is not None and self.time.now - self.started[name] >= self.boot_s:
                 if not self.xs.exists(ready_key(domid)):
-                    self.xs.write_many([(ready_key(domid), "")])
+                    self.xs.write_many([(ready_key(domid), "")], domid=domid)
             read_dir = f"{router_path(domid)}/control/read"
             for element in (self.xs.list(read_dir) if self.xs.exists(read_dir) else []):
                 for handler in self.xs.list(f"{read_dir}/{element}"):
                     if f"{element}/{handler}" in self.values:
                         self.xs.write_many([(f"{router_path(domid)}/elements/{element}/{handler}",
-                                             self.values[f"{element}/{handler}"])])
+                                             self.values[f"{element}/{handler}"])], domid=domid)
                     self.xs.rm(f"{read_dir}/{element}/{handler}")
 
 
@@ -157,6 +161,21 @@ def test_xenstore_model_errors():
     assert not xs.exists("/local/domain/3/a/b")
     with pytest.raises(XenStoreError):
         xs.rm("/local/domain/3")
+
+
+def test_xenstore_model_guests_write_only_what_they_own():
+    xs = XenStoreModel()
+    xs.write_many([("/local/domain/5/clickos/0/elements", ""), ("/local/domain/5/clickos/0/config/0", "x")])
+    with pytest.raises(XenStoreError) as denied:
+        xs.write_many([("/local/domain/5/clickos/0/elements/c/count", "1")], domid=5)
+    assert denied.value.errno == errno.EACCES
+    xs.give("/local/domain/5/clickos/0/elements", 5)
+    xs.write_many([("/local/domain/5/clickos/0/elements/c/count", "1")], domid=5)   # inherited
+    with pytest.raises(XenStoreError):
+        xs.write_many([("/local/domain/5/clickos/0/config/0", "evil")], domid=5)
+    with pytest.raises(XenStoreError) as missing:
+        xs.give("/local/domain/6/x", 6)
+    assert missing.value.errno == errno.ENOENT
 
 
 def test_vale_model_errors():

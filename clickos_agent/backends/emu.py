@@ -113,21 +113,26 @@ def stop_processes(pids: list[int], timeout: float = STOP_TIMEOUT_S) -> None:
 
 
 class RouterSpawner:
-    """The agent's end of the fork server: ``spawn`` returns once the router is ready."""
+    """The agent's end of the fork server: ``spawn`` returns once the router is ready.
+
+    A worker that died (it should not) is replaced at the next spawn.
+    """
 
     def __init__(self, ready_timeout: float = READY_TIMEOUT_S) -> None:
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.lock = threading.Lock()
-        self.pending: dict[int, tuple[threading.Event, list[dict[str, Any]]]] = {}
+        # request number -> (answered, answers, the worker it went to)
+        self.pending: dict[int, tuple[threading.Event, list[dict[str, Any]], subprocess.Popen[bytes]]] = {}
         self.next_req = 0
 
     def start(self) -> None:
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        self.proc = subprocess.Popen([sys.executable, "-m", "clickos_agent.backends.emu_worker"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        threading.Thread(target=self._read, name="emu-worker-reader", daemon=True).start()
+        proc = subprocess.Popen([sys.executable, "-m", "clickos_agent.backends.emu_worker"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.proc = proc
+        threading.Thread(target=self._read, args=(proc,), name="emu-worker-reader", daemon=True).start()
 
     def stop(self) -> None:
         """End the worker (closing its input); routers it forked keep running."""
@@ -136,31 +141,40 @@ class RouterSpawner:
             self.proc.wait(timeout=5)
             self.proc = None
 
-    def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
             message = json.loads(line)
             with self.lock:
                 waiter = self.pending.get(message["req"])
             if waiter is not None:
                 waiter[1].append(message)
                 waiter[0].set()
-        with self.lock:  # the worker is gone: nobody will answer
-            for event, messages in self.pending.values():
-                messages.append({"event": "failed", "error": "the router fork server exited"})
-                event.set()
+        with self.lock:  # this worker is gone: nobody will answer what was sent to it
+            for event, messages, sent_to in self.pending.values():
+                if sent_to is proc:
+                    messages.append({"event": "failed", "error": "the router fork server exited"})
+                    event.set()
 
     def spawn(self, request: dict[str, Any], on_pid: Callable[[int], None]) -> int:
         """Fork a router; ``on_pid`` hears its PID at once (to be able to stop it); returns it when ready."""
-        if self.proc is None or self.proc.poll() is not None:
-            raise BackendError("the router fork server is not running")
         event, messages = threading.Event(), []
         with self.lock:
+            if self.proc is not None and self.proc.poll() is not None:
+                log.warning("the router fork server exited (status %s); starting a new one", self.proc.returncode)
+                self.proc = None
+            if self.proc is None:
+                self.start()
+            assert self.proc is not None and self.proc.stdin is not None
             self.next_req += 1
             req = self.next_req
-            self.pending[req] = (event, messages)
-            self.proc.stdin.write((json.dumps({**request, "req": req}) + "\n").encode())  # type: ignore[union-attr]
-            self.proc.stdin.flush()  # type: ignore[union-attr]
+            self.pending[req] = (event, messages, self.proc)
+            try:
+                self.proc.stdin.write((json.dumps({**request, "req": req}) + "\n").encode())
+                self.proc.stdin.flush()
+            except OSError as exc:
+                del self.pending[req]
+                raise BackendError(f"the router fork server is unreachable: {exc}") from None
         deadline = time.monotonic() + self.ready_timeout
         try:
             while True:
@@ -178,7 +192,7 @@ class RouterSpawner:
                         raise BackendError(message["error"])
         finally:
             with self.lock:
-                del self.pending[req]
+                self.pending.pop(req, None)
 
 
 # -- the control socket (Click's ControlSocket protocol) -------------------------

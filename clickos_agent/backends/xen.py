@@ -11,7 +11,8 @@ Steps (Agent terms):
   directories, ``config_name``, and the config in chunks of at most 512 bytes
   under ``config/0``, ``config/1``... (layout of cnplab/cosmos src/clickos.c,
   clickos_start; chunk size of sysml/clickos-ctl xs.hh, chunk_max_len = 512,
-  which ClickOS accepts).
+  which ClickOS accepts); then the guest is given ``elements`` and ``control``
+  (cosmos: xenstore_chmod with the domain's read/write permission).
 - start: ``status`` = ``Running`` in its own transaction, as cosmos does.
 Handlers (cosmos clickos_read_handler / clickos_write_handler): a read writes
 ``control/read/<element>/<handler>`` and waits for the guest to put the value
@@ -128,8 +129,13 @@ class XenBackend:
             iface.port = f"{VALE_SWITCH}:{vif}"
 
     def install(self, inst: Instance) -> None:
+        domid = inst.handles["domid"]
         try:
-            self.xs.write_many(install_pairs(inst.handles["domid"], inst.id, inst.spec.config))
+            self.xs.write_many(install_pairs(domid, inst.id, inst.spec.config))
+            # The guest answers handler reads under elements/ and takes requests under
+            # control/: it must own both (cosmos gives it read/write on them).
+            for directory in ("elements", "control"):
+                self.xs.give(f"{router_path(domid)}/{directory}", domid)
         except XenStoreError as exc:
             raise BackendError(f"installing the config: {exc}") from None
 

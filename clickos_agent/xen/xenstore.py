@@ -4,6 +4,8 @@ Both raise ``XenStoreError`` with the errno xenstored answers: ENOENT for a
 missing node, EACCES for a node the caller may not write, EINVAL for a bad
 path.  ``write_many`` is one transaction (``xenstore-write`` takes several
 path/value pairs and writes them in one), so a reader never sees half a config.
+``give(path, domid)`` makes a guest the owner of a node (``xenstore-chmod PATH
+b<domid>``: read and write), which it needs to write under it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class XenStore(Protocol):
     def exists(self, path: str) -> bool: ...
     def list(self, path: str) -> list[str]: ...
     def write_many(self, pairs: Iterable[tuple[str, str]]) -> None: ...
+    def give(self, path: str, domid: int) -> None: ...
     def rm(self, path: str) -> None: ...
 
 
@@ -67,6 +70,9 @@ class XenStoreCli:
         if flat:
             self._run(["xenstore-write", *flat], flat[0])
 
+    def give(self, path: str, domid: int) -> None:
+        self._run(["xenstore-chmod", path, f"b{domid}"], path)
+
     def rm(self, path: str) -> None:
         self._run(["xenstore-rm", path], path)
 
@@ -76,13 +82,22 @@ class XenStoreModel:
 
     ``readonly`` lists subtrees the agent (dom0 tools acting for it) may not
     write, to exercise EACCES; ``writes`` records every transaction for tests
-    that check exact keys and order.
+    that check exact keys and order.  Dom0 writes anywhere else; a guest
+    (``write_many(..., domid=N)``, for tests playing the guest) writes only
+    under nodes it owns, as xenstored enforces.
     """
 
     def __init__(self, readonly: Iterable[str] = ()) -> None:
         self.nodes: dict[str, str] = {"/": ""}
+        self.owners: dict[str, int] = {"/": 0}
         self.readonly = list(readonly)
         self.writes: list[list[tuple[str, str]]] = []
+
+    def _owner(self, path: str) -> int:
+        """The owner of a node, or of its nearest existing ancestor (whose rights a new node inherits)."""
+        while path not in self.nodes:
+            path = path.rsplit("/", 1)[0] or "/"
+        return self.owners.get(path, 0)
 
     @staticmethod
     def _check(path: str) -> str:
@@ -104,18 +119,28 @@ class XenStoreModel:
         prefix = path.rstrip("/") + "/"
         return sorted({p[len(prefix):].split("/")[0] for p in self.nodes if p.startswith(prefix) and p != prefix})
 
-    def write_many(self, pairs: Iterable[tuple[str, str]]) -> None:
+    def write_many(self, pairs: Iterable[tuple[str, str]], domid: int = 0) -> None:
         pairs = list(pairs)
         for path, _ in pairs:   # all or nothing, as a transaction
             self._check(path)
             if any(path == ro or path.startswith(ro + "/") for ro in self.readonly):
                 raise _error(errno.EACCES, path)
+            if domid != 0 and self._owner(path) != domid:
+                raise _error(errno.EACCES, path)
         for path, value in pairs:
             parts = path.strip("/").split("/")
-            for depth in range(1, len(parts)):
-                self.nodes.setdefault("/" + "/".join(parts[:depth]), "")
+            for depth in range(1, len(parts) + 1):
+                node = "/" + "/".join(parts[:depth])
+                if node not in self.nodes:
+                    self.owners[node] = self._owner(node)
+                    self.nodes[node] = ""
             self.nodes[path] = value
         self.writes.append(pairs)
+
+    def give(self, path: str, domid: int) -> None:
+        if self._check(path) not in self.nodes:
+            raise _error(errno.ENOENT, path)
+        self.owners[path] = domid
 
     def rm(self, path: str) -> None:
         if self._check(path) not in self.nodes:
@@ -124,3 +149,4 @@ class XenStoreModel:
             raise _error(errno.EACCES, path)
         for node in [p for p in self.nodes if p == path or p.startswith(path + "/")]:
             del self.nodes[node]
+            self.owners.pop(node, None)
