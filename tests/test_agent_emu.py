@@ -249,3 +249,22 @@ def test_a_dead_router_worker_is_replaced(net, tmp_path):
     finally:
         backend.close()
         backend.sweep(agent.tag, [])
+
+
+def test_a_router_that_cannot_start_fails_with_its_error_and_releases(net, tmp_path):
+    backend = EmuBackend(net.compute_bridge("c1_1"), net.ovs(), tmp_path / "run")
+    backend.open()
+    agent = Agent("c1_1", backend, StateStore(tmp_path / "state.json"))
+    agent.start()
+    try:
+        # Valid Click, but the instance has no device 3: the runtime fails while initializing.
+        _, inst = agent.create({"id": "bad", "chain": "web", "hop": 0, "function": "firewall",
+                                "config": "FromDevice(3) -> Discard;\n"})
+        assert inst.state == "failed"
+        assert inst.reason.startswith("start failed: the router exited before it was ready")
+        assert "FromDevice" in inst.reason
+        assert leftovers(net, agent.tag) == []
+        assert list((tmp_path / "run").iterdir()) == []
+    finally:
+        backend.close()
+        backend.sweep(agent.tag, [])

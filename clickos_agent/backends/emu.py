@@ -414,7 +414,8 @@ class EmuBackend:
             raise BackendError(f"attaching to {self.bridge}: {attaching.error}")
 
     def install(self, inst: Instance) -> None:
-        # The runtime takes the text directly; the file is for the operator (and the log's line numbers).
+        # The runtime takes the text directly; the file is for the operator, and the
+        # runtime's error messages name it (file:line).
         Path(inst.handles["config_file"]).write_text(inst.spec.config, encoding="utf-8")
 
     def start(self, inst: Instance) -> None:
@@ -425,7 +426,8 @@ class EmuBackend:
             inst.handles["pid"] = self.spawner.spawn(
                 {"netns": str(netns.NETNS_DIR / inst.handles["netns"]), "config": inst.spec.config,
                  "devices": inst.handles["devices"], "control_socket": inst.handles["control_socket"],
-                 "macs": {f"eth{i.index}": i.mac for i in inst.interfaces}, "log": inst.handles["log"]}, record)
+                 "macs": {f"eth{i.index}": i.mac for i in inst.interfaces}, "log": inst.handles["log"],
+                 "filename": inst.handles["config_file"]}, record)
         finally:
             try:
                 self._finish_attach(inst)

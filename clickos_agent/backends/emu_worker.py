@@ -9,7 +9,7 @@ Click runtime; it outlives the worker and the agent (they can be killed and
 restarted; the agent re-adopts routers by PID and namespace).
 
 Protocol: one JSON object per line on stdin (``{"req", "netns", "config",
-"devices", "macs", "control_socket", "log"}``), answered on stdout by
+"devices", "macs", "control_socket", "log", "filename"}``), answered on stdout by
 ``{"req", "event": "forked", "pid"}`` and then ``{"req", "event": "ready"}`` or
 ``{"req", "event": "failed", "error"}``.  The worker dies with the agent
 (PR_SET_PDEATHSIG), and on end of input.
@@ -82,7 +82,8 @@ def _child(req: dict[str, Any], ready_w: int) -> None:
             ifconf.set_up(device)
         if IMPORT_ERROR:
             raise RuntimeError(f"the Click runtime cannot be imported:\n{IMPORT_ERROR}")
-        run_router(req["config"], req["devices"], req["control_socket"], ready_fd=ready_w)
+        run_router(req["config"], req["devices"], req["control_socket"], ready_fd=ready_w,
+                   filename=req.get("filename", "<config>"))
         code = 0
     except BaseException:  # noqa: BLE001 - whatever happens, the reason goes to the log
         traceback.print_exc()
