@@ -265,12 +265,10 @@ TUNNEL = "<tunnel>"
 
 @dataclass
 class _Type:
-    """An element class as the parser sees it: primitive, compound, or error."""
+    """An element class as the parser sees it: a primitive (or unknown) class, or a compound."""
 
     name: str
-    primitive: bool = False          # a class the runtime knows
-    error: bool = False              # an unknown class, already reported
-    compound: _Compound | None = None    # first overload
+    compound: _Compound | None = None    # first overload, for a compound class
 
 
 @dataclass
@@ -348,6 +346,14 @@ class _ElementState:
     index: int = -1
 
 
+@dataclass
+class _SetFlags:
+    """What one element set (``a, b, c``) of a connection used."""
+
+    implicit: bool = False      # an implicit input/output (compound bodies and groups)
+    ports: bool = False         # explicit port lists
+
+
 class _Group:
     """State of one nesting level: the file, a compound body, or a ( ) group."""
 
@@ -365,7 +371,7 @@ class Parser:
         self.problems: list[Problem] = []
         self.lexer = _Lexer(text, filename, self.problems)
         self.filename = filename
-        self.types: dict[str, _Type] = {name: _Type(name, primitive=True) for name in classes}
+        self.types: dict[str, _Type] = {name: _Type(name) for name in classes}
         self.top = _Compound("", 1, 1, filename)
         self.c = self.top
         self.requirements: list[str] = []
@@ -393,7 +399,8 @@ class Parser:
             return t
         if report:
             self.error(f"unknown element class '{name}'", token)
-        t = _Type(name, error=True)
+        # an unknown class is remembered so that it is reported once
+        t = _Type(name)
         self.types[name] = t
         return t
 
@@ -503,14 +510,14 @@ class Parser:
         connector: Token | None = None
         while True:
             current: list[_ElementState] = []
-            flags = {"implicit": False, "ports": False}
+            flags = _SetFlags()
             done = False
             while True:
                 e, done = self.element(g, nested, not last, current, flags)
                 if e is not None:
                     current.append(e)
                     if e.inports or e.outports:
-                        flags["ports"] = True
+                        flags.ports = True
                 if done:
                     break
                 t = lx.lex()
@@ -522,10 +529,10 @@ class Parser:
             t = lx.lex()
             lx.unlex(t)
             arrow = t.kind in ("->", "=>")
-            if flags["implicit"] and last and arrow:
+            if flags.implicit and last and arrow:
                 self.error("implicit ports used in the middle of a chain", t)
-            if len(current) > 1 and not last and not arrow and not flags["ports"] \
-                    and not flags["implicit"]:
+            if len(current) > 1 and not last and not arrow and not flags.ports \
+                    and not flags.implicit:
                 self.spread_declaration(current)
             self.add_elements(current)
             if not last:
@@ -554,7 +561,7 @@ class Parser:
                                          and last[0].index == out)
 
     def element(self, g: _Group, nested: bool, first_set: bool, current: list[_ElementState],
-                flags: dict[str, bool]) -> tuple[_ElementState | None, bool]:
+                flags: _SetFlags) -> tuple[_ElementState | None, bool]:
         """One element of a set; returns it (or None) and whether the statement ended."""
         lx = self.lexer
         inports: list[int] = []
@@ -593,7 +600,7 @@ class Parser:
                     self.syntax_error(t)
                 return None, True
             lx.unlex(t)
-            flags["implicit"] = True
+            flags.implicit = True
             name = "input" if first_set else "output"
             e = self.element_type_part(name, self.types.get(name), False, True, t)
             if first_set:
@@ -825,7 +832,7 @@ class Parser:
             self.types[name] = self.force_type(t.text, t)
         else:
             self.syntax_error(t)
-            self.types[name] = _Type(name, error=True)
+            self.types[name] = _Type(name)
 
     def compound_class(self, name: str, open_token: Token, g: _Group | None) -> _Type:
         """Parse ``{ [formals |] body } [|| { ... }] [|| ...]``; registers and returns the type."""
@@ -840,7 +847,7 @@ class Parser:
             if t.kind == "...":
                 if name not in self.types:
                     self.error(f"cannot extend unknown element class '{name}'", t)
-                    self.types[name] = _Type(name, error=True)
+                    self.types[name] = _Type(name)
                 extension = self.types[name]
                 t2 = lx.lex()
                 if first is None or t2.kind != "}":
