@@ -524,7 +524,7 @@ class Parser:
                 if t.kind != ",":
                     lx.unlex(t)
                     break
-            if done and not current:
+            if done:
                 break
             t = lx.lex()
             lx.unlex(t)
@@ -552,7 +552,7 @@ class Parser:
                 lx.unlex(t)
             elif t.kind not in (";", "eof"):
                 self.syntax_error(t)
-                if t.kind in ("var", "->", "=>", "::", "..."):
+                if t.kind in ("var", "..."):     # meaningful tokens are kept, as in Click
                     lx.unlex(t)
             break
         self.check_useless(last, output=True)
