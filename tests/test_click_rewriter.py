@@ -189,7 +189,9 @@ def test_capacity_admission_control_and_expiry() -> None:
     (["rewrite"], 1, 2, "input spec 0: unknown specification"),
     (["", "drop"], 2, 2, "input spec 0: empty argument"),
     (["drop", "MAPPING_CAPACITY lots"], 1, 1, "bad MAPPING_CAPACITY"),
-    (["drop", "TCP_TIMEOUT soon"], 1, 1, "TCP_TIMEOUT"),
+    (["drop", "TCP_TIMEOUT soon"], 1, 1, "TCP_TIMEOUT: parse error"),
+    (["drop", "REPLY_ANNO 99"], 1, 1, "REPLY_ANNO: parse error"),
+    (["drop", "FOO 1"], 1, 1, "need 1 arguments, one per input port"),
 ])
 def test_rejects(conf: list[str], ninputs: int, noutputs: int, message: str) -> None:
     rw = IPRewriter("rw", ninputs, noutputs)

@@ -400,8 +400,8 @@ class IPRewriter(Element):
             if kw in _KEYWORDS:
                 try:
                     values[kw] = _KEYWORDS[kw](arg[len(kw):].strip())
-                except ArgError as e:
-                    raise ArgError(f"{kw}: {e}") from None
+                except ArgError:
+                    raise ArgError(f"{kw}: parse error") from None
             else:
                 positional.append(arg)
 
