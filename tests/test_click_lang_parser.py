@@ -445,3 +445,17 @@ def test_click_landmarks_redeclaration() -> None:
     _, errs, _ = parse_collect(text, "A", MORE)
     assert [(e.file, e.line, e.message) for e in errs] == [
         ("B", 1, "redeclaration of element 'x'"), ("A", 2, "element 'x' previously declared here")]
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    assert "maximum element group nesting depth exceeded" in errors("Idle -> " + "(" * 60 + "Null")
+    assert "maximum compound element nesting depth exceeded" in errors("x :: { " * 60)
+    chained = "elementclass C0 { input -> Null -> output }\n" + "".join(
+        f"elementclass C{i} {{ input -> C{i - 1} -> output }}\n" for i in range(1, 150))
+    assert "maximum compound element nesting depth exceeded" in errors(chained + "Idle -> C149 -> Discard")
+
+
+def test_compound_keyword_arguments_accept_any_space() -> None:
+    elements, _ = flat("elementclass K { KEY $k | input -> Print($k) -> output }\n"
+                       "Idle -> K(KEY\t7) -> Discard")
+    assert elements["K@2/Print@1"] == ("Print", "7")

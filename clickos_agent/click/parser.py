@@ -17,11 +17,12 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from chains.errors import ConfigError, Problem
-from clickos_agent.click.args import parse_int, split_config, split_words
+from clickos_agent.click.args import keyword_of, parse_int, split_config, split_words
 from clickos_agent.click.element import ArgError
 from clickos_agent.click.graph import Connection, ElementDecl, RouterGraph
 
 MAX_DEPTH = 50          # Click's limit on compound and group nesting
+MAX_EXPANSION = 100     # compounds instantiated inside compounds
 _WORD_EXTRA = "_@"
 
 
@@ -569,13 +570,13 @@ class Parser:
         t = lx.lex()
         implicit = False
         if t.kind == "ident":
-            e = self.element_type_part(t.text, self.types.get(t.text), True, False, t)
+            e = self.element_type_part(g, t.text, self.types.get(t.text), True, False, t)
         elif t.kind == "{":
             ctype = self.compound_class("", t, g)
-            e = self.element_type_part("", ctype, False, False, t)
+            e = self.element_type_part(g, "", ctype, False, False, t)
         elif t.kind == "(":
             name, implied_in, implied_out = self.group(g, t)
-            e = self.element_type_part(name, None, False, False, t)
+            e = self.element_type_part(g, name, None, False, False, t)
             inports = inports or implied_in
             e.outports = implied_out
         else:
@@ -602,7 +603,7 @@ class Parser:
             lx.unlex(t)
             flags.implicit = True
             name = "input" if first_set else "output"
-            e = self.element_type_part(name, self.types.get(name), False, True, t)
+            e = self.element_type_part(g, name, self.types.get(name), False, True, t)
             if first_set:
                 # an implicit input's ports are its outputs
                 e.outports, inports = inports, []
@@ -612,8 +613,8 @@ class Parser:
             self.element_config_part(e, lx)
         return e, False
 
-    def element_type_part(self, name: str, etype: _Type | None, ident: bool, implicit: bool,
-                          token: Token) -> _ElementState:
+    def element_type_part(self, g: _Group, name: str, etype: _Type | None, ident: bool,
+                          implicit: bool, token: Token) -> _ElementState:
         """After the name: an optional ``:: Class`` or ``:: { compound }``."""
         lx = self.lexer
         e = _ElementState(name, etype, ident, token.line, token.col, lx.filename)
@@ -624,7 +625,7 @@ class Parser:
             if t.kind == "ident":
                 e.decl_type = self.force_type(t.text, t)
             elif t.kind == "{":
-                e.decl_type = self.compound_class("", t, None)
+                e.decl_type = self.compound_class("", t, g)
             else:
                 self.error("missing element type in declaration", t)
                 e.decl_type = self.force_type(e.name, t)
@@ -834,7 +835,7 @@ class Parser:
             self.syntax_error(t)
             self.types[name] = _Type(name)
 
-    def compound_class(self, name: str, open_token: Token, g: _Group | None) -> _Type:
+    def compound_class(self, name: str, open_token: Token, g: _Group) -> _Type:
         """Parse ``{ [formals |] body } [|| { ... }] [|| ...]``; registers and returns the type."""
         lx = self.lexer
         saved_types = dict(self.types)
@@ -863,7 +864,7 @@ class Parser:
             self.get_element("output", TUNNEL, "", t.line, t.col, lx.filename)
             comp.anon_offset = 2
             self.formals(comp)
-            inner = _Group("compound", g if g is not None else _Group("file", None))
+            inner = _Group("compound", g)
             if inner.depth >= MAX_DEPTH or comp.depth >= MAX_DEPTH:
                 self.error("maximum compound element nesting depth exceeded", t)
                 end = Token("eof", "", t.line, t.col)
@@ -1142,9 +1143,9 @@ def assign_arguments(args: list[str], formals: list[tuple[str, str]]) -> list[st
     keywords = {kw: None for _, kw in named if kw}
     leftover: list[str] = []
     for arg in args[npositional:]:
-        word, _, value = arg.partition(" ")
-        if word in keywords and value.strip():
-            keywords[word] = value.strip()
+        word = keyword_of(arg)
+        if word is not None and word in keywords:
+            keywords[word] = arg[len(word):].strip(" \t\n\r\f\v")
         elif rest:
             leftover.append(arg)
         else:
@@ -1242,6 +1243,10 @@ class _Flattener:
     def expand(self, index: int, elem: _Elem, etype: _Type, env: _Env) -> None:
         """Replace compound element ``index`` by its body, choosing among overloads."""
         flat = self.elements[index]
+        if flat.name.count("/") >= MAX_EXPANSION:
+            # only absurd chains of classes get here; Python's stack is the limit
+            self.error(flat, "maximum compound element nesting depth exceeded")
+            return
         args = split_config(flat.config)
         found: _Compound | None = None
         closest: _Compound | None = None
