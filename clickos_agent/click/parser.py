@@ -1274,8 +1274,8 @@ class _Flattener:
                 assert first is not None
                 nargs = f"{len(args)} argument{'s' if len(args) != 1 else ''}, " if args else ""
                 self.error(flat, f"no match for '{first.name or '<anonymous>'}[{nargs}"
-                                 f"{_plural(elem.nin, 'input')}, {_plural(elem.nout, 'output')}]'")
-                self.error(flat, "candidates are: " + "; ".join(_signatures(etype)))
+                                 f"{_plural(elem.nin, 'input')}, {_plural(elem.nout, 'output')}]'"
+                                 f" (candidates are: {'; '.join(_signatures(etype))})")
             if closest is None:
                 flat.cls = etype.name
                 return
