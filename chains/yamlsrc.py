@@ -78,7 +78,11 @@ class _Converter:
             seq = YList(self.convert(item) for item in node.value)
             seq.pos, seq.item_pos = _pos(node), [_pos(item) for item in node.value]
             return seq
-        return self.scalars.construct_object(node)
+        try:
+            return self.scalars.construct_object(node)
+        except (ValueError, OverflowError) as exc:   # e.g. 2001-02-30 looks like a date but is not one
+            self.problems.append(Problem(self.filename, *_pos(node), f"invalid value {node.value!r}: {exc}"))
+            return None
 
 
 def _char_at(text: str, line: int, column: int) -> str:
