@@ -317,6 +317,15 @@ class ChainService:
                 self.status[name].switch_error = f"switch {error.dpid:#x} refused a flow: {error.reason}"
             else:
                 log.error("switch %#x: %s (no chain)", error.dpid, error.reason)
+        silent = result.unconfirmed & set(self.connected)
+        if silent:
+            # A connected switch that does not answer its barriers may not hold its flows.
+            names = {cid: name for name, cid in self.installed.chain_ids.items()}
+            for flow in self.installed.flows.values():
+                fields_ = cookies.decode(flow.cookie) if flow.dpid in silent else None
+                name = names.get(fields_.chain_id) if fields_ else None
+                if name in self.status:
+                    self.status[name].switch_error = f"switch {flow.dpid:#x} did not confirm its flows"
         missing = {s.name for s in self.topology.switches if s.dpid not in self.connected}
         for name, chain in self.chains.items():
             status = self.status[name]

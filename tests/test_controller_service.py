@@ -250,3 +250,20 @@ def test_port_mismatch_is_reported(setup: Any) -> None:
     assert any("port 5" in p for p in health["switches"]["problems"][f"{leaf1:#x}"])
     service.switch_up(0xDEAD, {})
     assert service.health()["switches"]["unexpected"] == ["0xdead"]
+
+
+def test_a_switch_that_does_not_confirm_puts_its_chains_in_error(setup: Any) -> None:
+    service, agent, switches = setup
+    leaf1 = service.topology.switch_by_name["leaf1"].dpid
+    original = switches.send
+
+    def silent(messages: Sequence[Message]) -> SendResult:
+        result = original(messages)
+        result.unconfirmed |= {dpid_of(m) for m in messages} & {leaf1}
+        return result
+
+    switches.send = silent
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    view = service.chain_view("web")
+    assert view["state"] == "error" and "did not confirm" in view["reason"]
