@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.all import ICMP, IP, TCP, UDP, Ether, raw
 
-from clickos_agent.click.element import ArgError, Element
+from clickos_agent.click.element import ArgError, Element, HandlerError
 from clickos_agent.click.elements.classify import Classifier, IPClassifier, IPFilter
 from clickos_agent.click.packet import Packet
 
@@ -244,6 +244,22 @@ def test_ipfilter_rejects(conf: list[str], noutputs: int, message: str) -> None:
     el = IPFilter("f", 1, noutputs)
     with pytest.raises(ArgError, match=message):
         el.configure(conf)
+
+
+def test_ipclassifier_pattern_handlers_reconfigure_live() -> None:
+    el = IPClassifier("c", 1, 2)
+    el.configure(["tcp", "-"])
+    got: list[int] = []
+    el.out = [lambda _p: got.append(0), lambda _p: got.append(1)]
+    push = el.push_callable(0)
+    push(ip_packet(UDP_DNS))
+    assert el.read_handlers["pattern0"]() == "tcp"
+    el.write_handlers["pattern0"]("udp")
+    push(ip_packet(UDP_DNS))
+    with pytest.raises(HandlerError, match="pattern 0: 'port': value missing"):
+        el.write_handlers["pattern0"]("port")
+    push(ip_packet(UDP_DNS))
+    assert got == [1, 0, 0] and el.read_handlers["pattern0"]() == "udp"
 
 
 def test_ipclassifier_needs_one_pattern_per_output() -> None:

@@ -73,6 +73,12 @@ def test_click_iprewriter_01_forward_and_reply() -> None:
     ]
     assert all(checksums_ok(p) for _, p in got)
     assert rw.read_handlers["nmappings"]() == "2"
+    lookup = rw.param_read_handlers["tcp_lookup"]
+    assert lookup("18.26.4.44 30 10.0.0.4 40") == "1.0.0.1 1024 10.0.0.4 40"
+    assert lookup("10.0.0.4 40 1.0.0.1 1024") == "10.0.0.4 40 18.26.4.44 30"
+    assert lookup("10.0.0.4 40 1.0.0.1 1025") == ""
+    with pytest.raises(ArgError, match="SPORT: parse error"):
+        lookup("10.0.0.4 x 1.0.0.1 1025")
     assert rw.read_handlers["patterns"]() == "1.0.0.1 1024-65535 - - [2]\n<drop>\n"
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from clickos_agent.click import ipexpr
-from clickos_agent.click.element import ArgError, Element, element_class
+from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
 
 if TYPE_CHECKING:
     from clickos_agent.click.packet import Packet
@@ -204,11 +204,11 @@ class IPFilter(_Dispatcher):
         return self._fn(packet.buf, ip_off, packet)
 
     def push_callable(self, port: int) -> Callable[[Packet], None]:
-        fn, outs = self._fn, self.out
+        el, outs = self, self.out   # el._fn, not a copy: patterns can be rewritten live
 
         def push(packet: Packet) -> None:
             ip_off = packet.ip_off
-            out = fn(packet.buf, packet.off if ip_off is None else ip_off, packet)
+            out = el._fn(packet.buf, packet.off if ip_off is None else ip_off, packet)
             if 0 <= out < len(outs):
                 outs[out](packet)
         return push
@@ -225,3 +225,17 @@ class IPClassifier(IPFilter):
             raise ArgError(f"need {self.noutputs} arguments, one per output port")
         self._set_program(ipexpr.parse_patterns([f"{i} {a}" for i, a in enumerate(args)],
                                                 self.noutputs))
+        self._args = list(args)
+        for i in range(self.noutputs):
+            self.read_handlers[f"pattern{i}"] = lambda i=i: self._args[i]
+            self.write_handlers[f"pattern{i}"] = lambda text, i=i: self._write_pattern(i, text)
+
+    def _write_pattern(self, i: int, text: str) -> None:
+        """Replace pattern ``i`` (Click's live reconfiguration; a bad one changes nothing)."""
+        args = self._args[:i] + [text.strip()] + self._args[i + 1:]
+        try:
+            patterns = ipexpr.parse_patterns([f"{k} {a}" for k, a in enumerate(args)], self.noutputs)
+        except ArgError as e:
+            raise HandlerError(str(e)) from None
+        self._set_program(patterns)
+        self._args = args

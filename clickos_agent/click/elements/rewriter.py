@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from clickos_agent.click.args import (keyword_of, parse_bool, parse_int, parse_ip,
                                       parse_time, split_words)
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
-from clickos_agent.click.ipexpr import int_arg, ip_prefix_arg
+from clickos_agent.click.ipexpr import PORTS, int_arg, ip_prefix_arg, system_names
 
 if TYPE_CHECKING:
     from clickos_agent.click.packet import Packet
@@ -186,6 +186,14 @@ def _ip(text: str) -> int | None:
 def _port(text: str) -> int | None:
     value = int_arg(text)
     return value if value is not None and 0 < value < 65536 else None
+
+
+def _tcp_port(text: str) -> int | None:
+    """Click's IPPortArg for TCP: a number or a service name."""
+    value = int_arg(text)
+    if value is None:
+        value = PORTS.get(text, system_names()[1].get(text))
+    return value if value is not None and 0 <= value < 65536 else None
 
 
 def parse_pattern(words: list[str]) -> Pattern:
@@ -391,6 +399,7 @@ class IPRewriter(Element):
             "capacity": lambda: str(self.capacity),
         })
         self.write_handlers.update({"capacity": self._write_capacity, "clear": self._write_clear})
+        self.param_read_handlers["tcp_lookup"] = self._tcp_lookup
 
     def configure(self, args: list[str]) -> None:
         values: dict[str, object] = {}
@@ -611,13 +620,33 @@ class IPRewriter(Element):
         now = self.clock()
         lines = []
         for key, (flow, reply) in table.items():
-            rewritten = _reverse(flow.key if reply else flow.rkey)
+            rewritten = flow.headers[reply]
             expiry = self._best_effort_expiry(flow) if flow.guaranteed else flow.expiry
             outs = (f"*{flow.outputs[0]} {flow.outputs[1]}" if not reply
                     else f"{flow.outputs[0]} *{flow.outputs[1]}")
             lines.append(f"{_unparse_key(key)} => {_unparse_key(rewritten)} [{outs}] "
                          f"i{self.specs.index(flow.spec)} exp{int(expiry - now + 0.5)}\n")
         return "".join(lines)
+
+    def _tcp_lookup(self, text: str) -> str:
+        """``SADDR SPORT DADDR DPORT`` -> where that TCP flow is rewritten to, or ""."""
+        words = split_words(text)
+        names = ("SADDR", "SPORT", "DADDR", "DPORT")
+        if len(words) != 4:
+            raise ArgError("expected SADDR SPORT DADDR DPORT")
+        parts = []
+        for name, word in zip(names, words):
+            value = _ip(word) if name.endswith("ADDR") else _tcp_port(word)
+            if value is None:
+                raise ArgError(f"{name}: parse error")
+            parts.append(value.to_bytes(4 if name.endswith("ADDR") else 2, "big"))
+        entry = self.tcp_map.get(parts[0] + parts[2] + parts[1] + parts[3])
+        if entry is None:
+            return ""
+        flow, reply = entry
+        r = flow.headers[reply]
+        return f"{_ip_text(int.from_bytes(r[0:4], 'big'))} {r[8] << 8 | r[9]} " \
+               f"{_ip_text(int.from_bytes(r[4:8], 'big'))} {r[10] << 8 | r[11]}"
 
     def _write_capacity(self, text: str) -> None:
         value = int_arg(text.strip())
