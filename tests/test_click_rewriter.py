@@ -6,6 +6,8 @@ Scenarios follow Click's own tests (test/IPRewriter/IPRewriter-0*.clicktest).
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.all import ICMP, IP, TCP, UDP, Ether, raw
 
 from clickos_agent.click.element import ArgError, HandlerError
@@ -252,3 +254,15 @@ def test_pattern_write_handler_replaces_spec_and_its_flows() -> None:
     assert [summary(p)[0:2] for _, p in got] == [("1.0.0.2", 1024), ("1.0.0.4", 1024)]
     with pytest.raises(HandlerError, match="input spec 0: bad source address"):
         rw.write_handlers["pattern0"]("pattern x - - - 0 1")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=0, max_size=70), max_size=8), st.integers(min_value=0, max_value=1))
+def test_random_packets_never_crash(payloads: list[bytes], port: int) -> None:
+    rw, got = rewriter(["pattern 1.0.0.1 1024-1030# - - 0 1", "keep 1 0"])
+    for data in payloads:
+        p = Packet(data)
+        p.ip_off = p.off
+        rw.push(port, p)
+        rw.push(1 - port, p)
+    assert len(got) <= 2 * len(payloads)
