@@ -14,8 +14,12 @@ are Click's "virtual" ones: 0.. MAC header (minus 2), 256.. IP header,
 ``flip_short``), which is how Click treats truncated packets.
 
 The trees of all patterns are turned into the source of one Python function
-``match(b, i) -> output`` (``b`` the packet buffer, ``i`` the IP header
-offset) and compiled once, so classification costs a few byte comparisons.
+``match(b, i, p) -> output`` (``b`` the packet buffer, ``i`` the IP header
+offset, ``p`` the packet for its MAC header offset) and compiled once, so
+classification costs a few byte comparisons.
+
+Every behaviour here was compared with a user-level Click 2.1 build on
+random expressions and packets: verdicts, error messages and outputs.
 """
 
 from __future__ import annotations
