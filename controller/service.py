@@ -19,6 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, is_dataclass
 from types import MappingProxyType
 from typing import Any
@@ -232,9 +233,10 @@ class ChainService:
         for iid, inst in gone.items():
             if iid not in wanted:
                 self._spawn(self._release, inst.spec)
-        for spec in new:
+        if new:
             # A changed config under the same id: the boot thread deletes the old one first.
-            self._spawn(self._boot, spec, plan.configs[spec.id], spec.id in gone)
+            batch = [(spec, plan.configs[spec.id], spec.id in gone) for spec in new]
+            threading.Thread(target=self._boot_all, args=(batch,), daemon=True, name="boot-all").start()
 
     # ---- instances (agent threads) ---------------------------------------------------------
 
@@ -245,7 +247,33 @@ class ChainService:
     def _agent(self, spec: InstanceSpec) -> AgentClient:
         return self.agents(self.topology.compute_by_name[spec.compute].agent)
 
-    def _boot(self, spec: InstanceSpec, config: str, replacing: bool) -> None:
+    def _boot_all(self, batch: list[tuple[InstanceSpec, str, bool]]) -> None:
+        """Ask the agents for a commit's new instances in parallel; steer as they come up.
+
+        Instances that come up together are steered into with one reconcile,
+        not one each: fewer barrier round trips before the chain is active.
+        """
+        with ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="boot") as pool:
+            pending = {pool.submit(self._boot, *item): item for item in batch}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                with self._lock:
+                    changed = False
+                    for future in done:
+                        spec, config, _ = pending.pop(future)
+                        state, reason = future.result()
+                        inst = self.instances.get(spec.id)
+                        if inst is None or inst.config != config:
+                            continue     # released or replaced while it booted; that path cleans up
+                        inst.state = RUNNING if state == RUNNING else FAILED
+                        inst.reason = "" if state == RUNNING else (reason or f"the agent reports {state}")
+                        log.info("instance %s: %s %s", spec.id, inst.state, inst.reason)
+                        changed = True
+                    if changed:
+                        self._reconcile()
+
+    def _boot(self, spec: InstanceSpec, config: str, replacing: bool) -> tuple[str, str]:
+        """One instance from its agent: (state, reason)."""
         body = {"id": spec.id, "chain": spec.chain, "hop": spec.hop_index, "function": spec.function,
                 "config": config, "interfaces": 1, "macs": [spec.mac]}
         try:
@@ -253,20 +281,12 @@ class ChainService:
             if replacing:
                 agent.delete(spec.id)   # its old config must go before the new one boots under the same id
             answer = agent.create(body, wait=True)
-            state, reason = answer.get("state", FAILED), answer.get("reason") or ""
+            return answer.get("state", FAILED), answer.get("reason") or ""
         except AgentError as exc:
-            state, reason = FAILED, str(exc)
+            return FAILED, str(exc)
         except Exception as exc:  # noqa: BLE001 - a thread must report, never die silently
             log.exception("booting %s failed", spec.id)
-            state, reason = FAILED, f"internal error: {exc}"
-        with self._lock:
-            inst = self.instances.get(spec.id)
-            if inst is None or inst.config != config:
-                return     # released or replaced while it booted; that path cleans up
-            inst.state = RUNNING if state == RUNNING else FAILED
-            inst.reason = "" if state == RUNNING else (reason or f"the agent reports {state}")
-            log.info("instance %s: %s %s", spec.id, inst.state, inst.reason)
-            self._reconcile()
+            return FAILED, f"internal error: {exc}"
 
     def _release(self, spec: InstanceSpec) -> None:
         try:
