@@ -266,3 +266,12 @@ def test_random_packets_never_crash(payloads: list[bytes], port: int) -> None:
         rw.push(port, p)
         rw.push(1 - port, p)
     assert len(got) <= 2 * len(payloads)
+
+
+def test_udp_streaming_timeout_after_three_packets_both_ways() -> None:
+    rw, got = rewriter(["pattern 1.0.0.1 - - - 0 1", "drop", "UDP_STREAMING_TIMEOUT 1000"])
+    rw.push(0, packet("10.0.0.1", 5, "10.0.0.2", 6, "U"))
+    rw.push(1, packet("10.0.0.2", 6, "1.0.0.1", 5, "U"))
+    assert "exp300" in rw.read_handlers["udp_table"]()
+    rw.push(0, packet("10.0.0.1", 5, "10.0.0.2", 6, "U"))
+    assert "exp1000" in rw.read_handlers["udp_table"]()

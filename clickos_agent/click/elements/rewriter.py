@@ -420,6 +420,7 @@ class IPRewriter(Element):
             return float(value)
 
         self.udp_timeout = seconds("UDP_TIMEOUT", 300)
+        self.udp_streaming_timeout = seconds("UDP_STREAMING_TIMEOUT", self.udp_timeout)
         self.udp_guarantee = seconds("UDP_GUARANTEE", 5)
         self.tcp_nodata_timeout = seconds("TCP_NODATA_TIMEOUT", 300)
         # Click reads GUARANTEE after TCP_GUARANTEE into the same setting, and
@@ -496,7 +497,7 @@ class IPRewriter(Element):
         elif self.udp_guarantee:
             flow.expiry, flow.guaranteed = now + self.udp_guarantee, True
         else:
-            flow.expiry, flow.guaranteed = now + self.udp_timeout, False
+            flow.expiry, flow.guaranteed = now + self._udp_timeout(flow), False
         self.out[flow.outputs[reply]](packet)
 
     def _rewrite(self, spec: InputSpec, key: bytes, table: dict[bytes, tuple[Flow, bool]]) -> bytes | int:
@@ -555,6 +556,11 @@ class IPRewriter(Element):
             b[t:t + 4] = header[8:12]
             if b[t + 6] or b[t + 7]:      # a zero UDP checksum means none
                 _apply_delta(b, t + 6, flow.l4_delta, reply)
+            # Click's UDP state: bit 0 a reply was seen, then 2 per packet up to 6
+            if reply:
+                flow.tflags |= 1
+            if flow.tflags < 6:
+                flow.tflags += 2
 
     @staticmethod
     def _track_tcp(flow: Flow, reply: bool, b: bytearray, i: int, t: int) -> None:
@@ -583,7 +589,11 @@ class IPRewriter(Element):
     def _best_effort_expiry(self, flow: Flow) -> float:
         if flow.tcp:
             return flow.expiry + self._tcp_timeout(flow) - self.tcp_guarantee
-        return flow.expiry + self.udp_timeout - self.udp_guarantee
+        return flow.expiry + self._udp_timeout(flow) - self.udp_guarantee
+
+    def _udp_timeout(self, flow: Flow) -> float:
+        # streaming: three packets or more, at least one a reply
+        return self.udp_streaming_timeout if flow.tflags > 6 else self.udp_timeout
 
     # -------------------------------------------------------- expiry
 
