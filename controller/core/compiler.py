@@ -77,14 +77,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import product
 
-from chains.model import PROTOCOLS, Chain, Classifier, PortRange
+from chains.model import PROTOCOLS, Chain, PortRange
 from controller.core import cookies
 from controller.core.errors import PlanError
 from controller.core.fabric import Fabric, fabric_for
+from controller.core.gcpause import gc_paused
 from controller.core.ofmsg import (OFPP_IN_PORT, Action, Flow, Group, MatchValue, Output, PopMpls, PushMpls,
                                    SetField, match)
 from controller.core.placement import InstanceSpec, Placement
-from topologies.model import ComputeHost, Topology
+from topologies.model import ComputeHost, Host, Topology
 
 TABLE_STEER = 0
 TABLE_RESTORE = 1
@@ -104,6 +105,8 @@ ETH_MPLS = 0x8847
 EXACT_PORTS = 16
 
 FlowKey = tuple[int, int, int, tuple[tuple[str, MatchValue], ...]]
+Items = tuple[tuple[str, MatchValue], ...]
+L4 = tuple[Items, Items]                 # (ip_proto item or nothing, port items)
 GroupKey = tuple[int, int]
 
 
@@ -142,7 +145,11 @@ class Desired:
 def compile_fabric(topology: Topology, chains: Iterable[Chain], placement: Placement,
                    ready: Collection[str]) -> Desired:
     """The desired state of the whole fabric (see the module docstring)."""
-    chains = sorted(chains, key=lambda c: c.name)
+    with gc_paused():
+        return _compile(topology, sorted(chains, key=lambda c: c.name), placement, ready)
+
+
+def _compile(topology: Topology, chains: list[Chain], placement: Placement, ready: Collection[str]) -> Desired:
     fabric = fabric_for(topology)
     base_flows, base_ranks = _base(topology)
     desired = Desired(dict(base_flows), {}, dict(base_ranks), {},
@@ -180,7 +187,6 @@ def _base(topology: Topology) -> tuple[dict[FlowKey, Flow], dict[FlowKey, int]]:
     fabric = fabric_for(topology)
     flows: dict[FlowKey, Flow] = {}
     ranks: dict[FlowKey, int] = {}
-    restore_rank = len(topology.switches) + 1
     dpid = {s.name: s.dpid for s in topology.switches}
 
     def add(flow: Flow, rank: int) -> None:
@@ -206,11 +212,12 @@ def _base(topology: Topology) -> tuple[dict[FlowKey, Flow], dict[FlowKey, int]]:
             rank = distances[switch]
             add(Flow(dpid[switch], TABLE_FORWARD, PRIO_FORWARD, to_ip, out, None, normal), rank)
             add(Flow(dpid[switch], TABLE_FORWARD, PRIO_FORWARD, to_arp, out, None, normal), rank)
-    # Source restoration is needed where chains exit: on the switches of compute hosts.
+    # Source restoration, where chains may exit: on the switches of compute hosts.  It depends
+    # on the hosts only, so chain updates never touch it.
+    restore_rank = len(topology.switches) + 1
     for switch in sorted({c.switch for c in topology.computes}):
         for host in topology.hosts:
-            add(Flow(dpid[switch], TABLE_RESTORE, PRIO_FORWARD,
-                     match(eth_type=ETH_IP, ipv4_src=str(host.ip.ip)),
+            add(Flow(dpid[switch], TABLE_RESTORE, PRIO_FORWARD, match(eth_type=ETH_IP, ipv4_src=fabric.ip[host.name]),
                      (SetField("eth_src", host.mac),), TABLE_FORWARD, normal), restore_rank)
     return flows, ranks
 
@@ -228,6 +235,8 @@ def _masked_ip(net: ipaddress.IPv4Network | None, slot: int, bits: int) -> Match
     Returns None when that is any address (no match field), False when the
     two constraints contradict each other (no packet can match).
     """
+    if bits == 0:
+        return _net_field(net)
     value, mask = (int(net.network_address), int(net.netmask)) if net is not None else (0, 0)
     low = (1 << bits) - 1
     if (value ^ slot) & mask & low:
@@ -259,22 +268,32 @@ def _port_values(ports: PortRange) -> list[MatchValue]:
     return out
 
 
-def _l4_matches(classifier: Classifier, forward: bool) -> list[dict[str, MatchValue]]:
-    """Protocol and port fields of one direction, one dict per flow needed."""
-    if classifier.protocol is None:
-        return [{}]
-    fields: dict[str, list[MatchValue]] = {"ip_proto": [classifier.protocol]}
-    if classifier.src_port is not None or classifier.dst_port is not None:
-        prefix = {PROTOCOLS["tcp"]: "tcp", PROTOCOLS["udp"]: "udp"}.get(classifier.protocol)
+@lru_cache(maxsize=4096)
+def _l4_matches(protocol: int | None, src_port: PortRange | None, dst_port: PortRange | None,
+                forward: bool) -> tuple[L4, ...]:
+    """Protocol and port fields of one direction: one (protocol items, port items) pair per flow needed.
+
+    Match tuples are built by concatenation in canonical (sorted) field order --
+    eth_*, in_port, ip_proto, ipv4_dst, ipv4_src, then ports -- which is faster
+    than sorting each one; a test checks that every match comes out sorted.
+    """
+    if protocol is None:
+        if src_port is not None or dst_port is not None:
+            raise PlanError("", "ports given without a protocol")
+        return (((), ()),)
+    fields: dict[str, list[MatchValue]] = {"ip_proto": [protocol]}
+    if src_port is not None or dst_port is not None:
+        prefix = {PROTOCOLS["tcp"]: "tcp", PROTOCOLS["udp"]: "udp"}.get(protocol)
         if prefix is None:
-            raise PlanError("", f"ports given for protocol {classifier.protocol}")
+            raise PlanError("", f"ports given for protocol {protocol}")
         src, dst = (f"{prefix}_src", f"{prefix}_dst") if forward else (f"{prefix}_dst", f"{prefix}_src")
-        if classifier.src_port is not None:
-            fields[src] = _port_values(classifier.src_port)
-        if classifier.dst_port is not None:
-            fields[dst] = _port_values(classifier.dst_port)
-    names = sorted(fields)
-    return [dict(zip(names, values)) for values in product(*(fields[n] for n in names))]
+        if src_port is not None:
+            fields[src] = _port_values(src_port)
+        if dst_port is not None:
+            fields[dst] = _port_values(dst_port)
+    ports = sorted(n for n in fields if n != "ip_proto")
+    proto = (("ip_proto", protocol),)
+    return tuple((proto, tuple(zip(ports, values))) for values in product(*(fields[n] for n in ports)))
 
 
 @dataclass
@@ -282,7 +301,10 @@ class _Direction:
     forward: bool
     src: ipaddress.IPv4Network           # where packets of this direction come from
     dst: ipaddress.IPv4Network
-    l4: list[dict[str, MatchValue]]
+    src_hosts: tuple[Host, ...]          # the topology's hosts in ``src``
+    src_field: MatchValue | None         # ``src`` and ``dst`` as ipv4 match values
+    dst_field: MatchValue | None
+    l4: tuple[L4, ...]
     stages: list[tuple[InstanceSpec, ...]]   # ready instances per active hop, in crossing order
 
     @property
@@ -291,6 +313,7 @@ class _Direction:
         return "ipv4_src" if self.forward else "ipv4_dst"
 
 
+@lru_cache(maxsize=4096)
 def _net_field(net: ipaddress.IPv4Network | None) -> MatchValue | None:
     """An ipv4 match for a block; None for "any"."""
     if net is None or net.prefixlen == 0:
@@ -310,17 +333,23 @@ class _ChainCompiler:
         self.rank_label = n + 2              # hand-over; transit adds its distance
         self.rank_return = 2 * n + 3         # exit; each earlier stage adds one
         self.labelled: set[tuple[int, str]] = set()
+        self.current = ""                    # the chain being compiled, for errors
+        self.steering: dict[tuple[str, str, bool], tuple[Action, ...]] = {}
 
     def add(self, flow: Flow, rank: int) -> None:
-        flows, ranks = self.desired.flows, self.desired.ranks
-        key = flow.key
-        known = flows.get(key)
-        if known is not None and known != flow:
-            raise PlanError("", f"two different flows for {key}: {known} and {flow}")
-        flows[key] = flow
-        ranks[key] = max(rank, ranks.get(key, rank))
+        key = (flow.dpid, flow.table_id, flow.priority, flow.match)
+        known = self.desired.flows.setdefault(key, flow)
+        if known is flow:
+            self.desired.ranks[key] = rank
+            return
+        if known != flow:
+            # Two chains claim the same packets at the same priority (the chain loader refuses those).
+            raise PlanError(self.current, f"its flow {flow} clashes with {known}")
+        if rank > self.desired.ranks[key]:
+            self.desired.ranks[key] = rank
 
     def chain(self, chain: Chain, placement: Placement, ready: Collection[str], level: int) -> None:
+        self.current = chain.name
         stages: list[tuple[InstanceSpec, ...]] = []
         missing = []
         for k, hop in enumerate(chain.hops):
@@ -331,12 +360,15 @@ class _ChainCompiler:
                 missing.append(hop.name)
         cid = self.desired.chain_ids[chain.name]
         closed = bool(missing) and chain.on_failure == "closed"
+        c = chain.classifier
+        sources, targets = self.fabric.hosts_in(c.src), self.fabric.hosts_in(c.dst)
         try:
-            directions = [_Direction(True, chain.classifier.src, chain.classifier.dst,
-                                     _l4_matches(chain.classifier, True), stages)]
+            src, dst = _net_field(c.src), _net_field(c.dst)
+            directions = [_Direction(True, c.src, c.dst, sources, src, dst,
+                                     _l4_matches(c.protocol, c.src_port, c.dst_port, True), stages)]
             if chain.symmetric:
-                directions.append(_Direction(False, chain.classifier.dst, chain.classifier.src,
-                                             _l4_matches(chain.classifier, False), stages[::-1]))
+                directions.append(_Direction(False, c.dst, c.src, targets, dst, src,
+                                             _l4_matches(c.protocol, c.src_port, c.dst_port, False), stages[::-1]))
         except PlanError as e:
             raise PlanError(chain.name, e.reason) from None
         status = self.desired.status
@@ -359,7 +391,7 @@ class _ChainCompiler:
                 for spec in specs:
                     self._return(chain, cid, d, spec, following, rank)
         if stages and not closed:
-            self.desired.paths[chain.name] = self._display_path(chain, stages)
+            self.desired.paths[chain.name] = self._display_path(sources, targets, stages)
 
     def _ingress(self, chain: Chain, cid: int, level: int, d: _Direction,
                  first: tuple[InstanceSpec, ...] | None, goto: int | None = None) -> None:
@@ -367,14 +399,14 @@ class _ChainCompiler:
 
         Steers to one of ``first``; without ``first``, drops, or forwards normally when ``goto`` says so.
         """
-        dst = _net_field(d.dst)
+        dst = d.dst_field
         n = len(first) if first else 1
         bits = 0 if d.forward else _bits(n)
         priority = PRIO_CLASSIFY + LEVEL_STRIDE * level + 16 * d.forward + bits
         rank = self.rank_return + len(d.stages)
         cookie = cookies.cookie(cid)
-        for host in self.fabric.hosts_in(d.src):
-            ip = str(host.ip.ip)
+        for host in d.src_hosts:
+            ip = self.fabric.ip[host.name]
             dpid = self.dpid[host.switch]
             if d.forward:
                 slot = int(host.ip.ip) & ((1 << _bits(n)) - 1)
@@ -384,11 +416,12 @@ class _ChainCompiler:
                            if (v := _masked_ip(d.dst, slot, bits)) is not False]
             for dst_value, which in choices:
                 actions = () if first is None else self._steer(host.switch, host.port, first[which])
-                for l4 in d.l4:
-                    fields = dict(l4, in_port=host.port, eth_type=ETH_IP, ipv4_src=ip)
-                    if dst_value is not None:
-                        fields["ipv4_dst"] = dst_value
-                    self.add(Flow(dpid, TABLE_STEER, priority, match(**fields), actions, goto, cookie), rank)
+                head = (("eth_type", ETH_IP), ("in_port", host.port))
+                addresses: Items = (("ipv4_src", ip),) if dst_value is None else \
+                    (("ipv4_dst", dst_value), ("ipv4_src", ip))
+                for proto, ports in d.l4:
+                    fields = head + proto + addresses + ports
+                    self.add(Flow(dpid, TABLE_STEER, priority, fields, actions, goto, cookie), rank)
 
     def _return(self, chain: Chain, cid: int, d: _Direction, spec: InstanceSpec,
                 following: tuple[InstanceSpec, ...] | None, rank: int) -> None:
@@ -400,12 +433,16 @@ class _ChainCompiler:
         bits = _bits(n)
         priority = PRIO_RETURN + 16 * d.forward + bits
         # Only a symmetric chain's instances see two directions; tell them apart by the classifier.
-        src, dst = (d.src, d.dst) if chain.symmetric else (None, None)
-        l4s = d.l4 if chain.symmetric else [{}]
-        client_net, other_field, other = (src, "ipv4_dst", _net_field(dst)) if d.forward else \
-            (dst, "ipv4_src", _net_field(src))
+        if chain.symmetric:
+            l4s = d.l4
+            client_net, client_field, other_field, other = \
+                (d.src, d.src_field, "ipv4_dst", d.dst_field) if d.forward else \
+                (d.dst, d.dst_field, "ipv4_src", d.src_field)
+        else:
+            l4s, client_net, client_field, other_field, other = (((), ()),), None, None, "", None
+        head = (("eth_src", spec.mac), ("eth_type", ETH_IP), ("in_port", compute.port))
         for slot in range(1 << bits):
-            client = _masked_ip(client_net, slot, bits)
+            client = _masked_ip(client_net, slot, bits) if bits else client_field
             if client is False:
                 continue
             if following is None:
@@ -414,17 +451,23 @@ class _ChainCompiler:
             else:
                 actions = self._steer(compute.switch, compute.port, following[slot % n])
                 goto = None
-            for l4 in l4s:
-                fields = dict(l4, in_port=compute.port, eth_src=spec.mac, eth_type=ETH_IP)
-                if client is not None:
-                    fields[d.client] = client
-                if other is not None:
-                    fields[other_field] = other
-                self.add(Flow(dpid, TABLE_STEER, priority, match(**fields), actions, goto, cookie), rank)
+            addresses = tuple(sorted((f, v) for f, v in ((d.client, client), (other_field, other))
+                                     if v is not None))
+            for proto, ports in l4s:
+                fields = head + proto + addresses + ports
+                self.add(Flow(dpid, TABLE_STEER, priority, fields, actions, goto, cookie), rank)
 
     def _steer(self, switch: str, in_port: int, target: InstanceSpec) -> tuple[Action, ...]:
         """Actions at ``switch`` that take a plain packet (arrived on ``in_port``) to ``target``."""
         compute = self.compute[target.compute]
+        key = (switch, target.id, in_port == compute.port)
+        found = self.steering.get(key)
+        if found is None:
+            found = self.steering[key] = self._new_steer(switch, in_port, target, compute)
+        return found
+
+    def _new_steer(self, switch: str, in_port: int, target: InstanceSpec,
+                   compute: ComputeHost) -> tuple[Action, ...]:
         if compute.switch == switch:
             return _hand_in(target, compute, OFPP_IN_PORT if compute.port == in_port else compute.port)
         hops = self.fabric.next_hops(compute.switch)
@@ -452,9 +495,8 @@ class _ChainCompiler:
                           None, cookie), self.rank_label + distances[switch])
             switch = nxt
 
-    def _display_path(self, chain: Chain, stages: list[tuple[InstanceSpec, ...]]) -> tuple[str, ...]:
-        sources = self.fabric.hosts_in(chain.classifier.src)
-        targets = self.fabric.hosts_in(chain.classifier.dst)
+    def _display_path(self, sources: tuple[Host, ...], targets: tuple[Host, ...],
+                      stages: list[tuple[InstanceSpec, ...]]) -> tuple[str, ...]:
         out: list[str] = []
         at: str | None = None
         if sources:

@@ -25,11 +25,17 @@ from collections.abc import Iterable
 
 from controller.core import cookies
 from controller.core.compiler import Desired
+from controller.core.gcpause import gc_paused
 from controller.core.ofmsg import (Barrier, DeleteFlows, DeleteGroups, FlowMod, GroupMod, Message)
 
 
 def diff(installed: Desired, desired: Desired) -> list[Message]:
     """The messages that turn ``installed`` into ``desired``, in phases (see the module docstring)."""
+    with gc_paused():
+        return _diff(installed, desired)
+
+
+def _diff(installed: Desired, desired: Desired) -> list[Message]:
     out: list[Message] = []
     groups = [GroupMod("add" if key not in installed.groups else "modify", group)
               for key, group in sorted(desired.groups.items())

@@ -36,9 +36,21 @@ class Fabric:
         self._neighbours = {n: sorted(self.graph.adj[n]) for n in self.graph}
         self._distances: dict[str, dict[str, int]] = {}
         self._next_hops: dict[str, dict[str, str]] = {}
+        self._compute_distances: dict[str, list[int]] = {}
+        self._hosts_in: dict[tuple[int, int], tuple[Host, ...]] = {}
+        self.compute_switches = sorted({c.switch for c in topology.computes})
         self._hosts_by_ip = sorted(topology.hosts, key=lambda h: int(h.ip.ip))
         self._host_ips = [int(h.ip.ip) for h in self._hosts_by_ip]
-        self.host_by_ip = {str(h.ip.ip): h for h in topology.hosts}
+        self.ip = {h.name: str(h.ip.ip) for h in topology.hosts}      # host name -> address text
+
+    def compute_distances(self, source: str) -> list[int]:
+        """Hop counts from ``source`` to each of ``compute_switches`` (unreachable: more than any path)."""
+        found = self._compute_distances.get(source)
+        if found is None:
+            dist = self.distances(source)
+            far = len(self.topology.switches)
+            found = self._compute_distances[source] = [dist.get(s, far) for s in self.compute_switches]
+        return found
 
     def distances(self, source: str) -> dict[str, int]:
         """Hop counts from ``source`` to every switch it can reach."""
@@ -76,9 +88,13 @@ class Fabric:
     def hosts_in(self, network: ipaddress.IPv4Network) -> tuple[Host, ...]:
         """The hosts whose address lies in ``network``, by address (a bisect, not a scan)."""
         first = int(network.network_address)
-        lo = bisect.bisect_left(self._host_ips, first)
-        hi = bisect.bisect_right(self._host_ips, first + network.num_addresses - 1)
-        return tuple(self._hosts_by_ip[lo:hi])
+        key = (first, network.prefixlen)       # hashing an IPv4Network is slow; this is not
+        found = self._hosts_in.get(key)
+        if found is None:
+            lo = bisect.bisect_left(self._host_ips, first)
+            hi = bisect.bisect_right(self._host_ips, first + network.num_addresses - 1)
+            found = self._hosts_in[key] = tuple(self._hosts_by_ip[lo:hi])
+        return found
 
 
 @lru_cache(maxsize=4)

@@ -5,10 +5,11 @@ hosts in the classifier's source block) through every hop to its egress
 switches (the destination block's).  Putting all of a chain's hops on one
 compute host C costs sum(dist(ingress, C)) + sum(dist(C, egress)), and by the
 triangle inequality no spread over several hosts is shorter, so the planner
-ranks compute hosts by that cost (ties by name) and gives every new instance
-the best-ranked host with free capacity.  When the best host is full the
-chain spills to the next ones: greedy, but deterministic and cheap (the
-ranking is computed once per distinct (ingress, egress) set).
+gives every new instance the cheapest compute switch with free capacity (ties
+by switch name), and there the first compute host by name with room.  When
+the best host is full the chain spills to the next ones: greedy, but
+deterministic and cheap (costs are computed once per distinct (ingress,
+egress) set).
 
 Stability.  Instances that already exist (``existing``) keep their compute
 host, id, MAC and label, so re-planning never moves running instances; they
@@ -23,15 +24,18 @@ does not rewrite every flow of the fabric.
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import reduce
 
 from chains.model import Chain
 from controller.core.cookies import MAX_HOPS, MAX_INSTANCES
 from controller.core.errors import PlanError
 from controller.core.fabric import Fabric, fabric_for
+from controller.core.gcpause import gc_paused
 from topologies.model import Topology
 
 __all__ = ["InstanceSpec", "Placement", "PlanError", "place", "instance_count"]
@@ -81,6 +85,12 @@ def place(topology: Topology, chains: Iterable[Chain],
 
     Raises PlanError when a chain's instances do not fit in the remaining capacity.
     """
+    with gc_paused():
+        return _place(topology, chains, existing, counts)
+
+
+def _place(topology: Topology, chains: Iterable[Chain], existing: Mapping[str, InstanceSpec],
+           counts: Mapping[Slot, int]) -> Placement:
     fabric = fabric_for(topology)
     ordered = sorted(chains, key=lambda c: (-c.priority, c.name))
     _check_chains(ordered)
@@ -89,33 +99,49 @@ def place(topology: Topology, chains: Iterable[Chain],
     names = _Names(topology, existing.values())
     old = {(s.chain, s.hop, s.index): s for s in existing.values()}
 
+    wanted = {(chain.name, k): instance_count(chain, k, counts)
+              for chain in ordered for k in range(len(chain.hops))}
+
     # Pass 1: keep what exists (and still has a compute host), before placing anything new.
     kept: dict[tuple[str, int, int], InstanceSpec] = {}
-    for chain in ordered:
-        for k, hop in enumerate(chain.hops):
-            for index in range(instance_count(chain, k, counts)):
-                spec = old.get((chain.name, hop.name, index))
-                if spec is not None and spec.compute in capacity:
-                    kept[chain.name, k, index] = replace(spec, hop_index=k, function=hop.function)
-                    load[spec.compute] += 1
+    if old:
+        for chain in ordered:
+            for k, hop in enumerate(chain.hops):
+                for index in range(wanted[chain.name, k]):
+                    spec = old.get((chain.name, hop.name, index))
+                    if spec is not None and spec.compute in capacity:
+                        kept[chain.name, k, index] = replace(spec, hop_index=k, function=hop.function)
+                        load[spec.compute] += 1
 
-    # Pass 2: place the rest, best-ranked compute host with room first.
-    rankings: dict[tuple[frozenset[str], frozenset[str]], list[str]] = {}
+    # Pass 2: place the rest, on the cheapest compute switch with room (ties by name).
+    hosts_at: dict[str, list[str]] = {}
+    for compute in sorted(topology.computes, key=lambda c: c.name):
+        hosts_at.setdefault(compute.switch, []).append(compute.name)
+    roomy = [i for i, switch in enumerate(fabric.compute_switches)
+             if any(load[c] < capacity[c] for c in hosts_at[switch])]
+    costs: dict[tuple[frozenset[str], frozenset[str]], list[int]] = {}
     placement = Placement()
     for chain in ordered:
-        ranking: list[str] | None = None
+        cost: list[int] | None = None
+        at = -1                 # the chain's cheapest switch with room: stays so until it fills up
         for k, hop in enumerate(chain.hops):
             specs = []
-            for index in range(instance_count(chain, k, counts)):
+            for index in range(wanted[chain.name, k]):
                 spec = kept.get((chain.name, k, index))
                 if spec is None:
-                    if ranking is None:
-                        ranking = _ranking(fabric, chain, rankings)
-                    compute = next((c for c in ranking if load[c] < capacity[c]), None)
-                    if compute is None:
-                        raise PlanError(chain.name, f"no compute host has room for instance {index} "
-                                                    f"of hop {hop.name!r}")
+                    if at < 0:
+                        if not roomy:
+                            raise PlanError(chain.name, f"no compute host has room for instance {index} "
+                                                        f"of hop {hop.name!r}")
+                        if cost is None:
+                            cost = _cost(fabric, chain, costs)
+                        at = min(roomy, key=cost.__getitem__)
+                    switch_hosts = hosts_at[fabric.compute_switches[at]]
+                    compute = next(c for c in switch_hosts if load[c] < capacity[c])
                     load[compute] += 1
+                    if all(load[c] >= capacity[c] for c in switch_hosts):
+                        roomy.remove(at)
+                        at = -1
                     moved = old.get((chain.name, hop.name, index))  # its compute host is gone
                     if moved is not None:
                         spec = replace(moved, hop_index=k, function=hop.function, compute=compute)
@@ -139,21 +165,22 @@ def _check_chains(chains: list[Chain]) -> None:
                 raise PlanError(chain.name, f"hop {hop.name!r}: more than {MAX_INSTANCES} instances")
 
 
-def _ranking(fabric: Fabric, chain: Chain,
-             cache: dict[tuple[frozenset[str], frozenset[str]], list[str]]) -> list[str]:
-    """Compute host names, cheapest first for this chain's ingress and egress switches."""
+def _cost(fabric: Fabric, chain: Chain,
+          cache: dict[tuple[frozenset[str], frozenset[str]], list[int]]) -> list[int]:
+    """Per compute switch (``fabric.compute_switches``): the chain's path length if all its hops ran there."""
     ingress = frozenset(h.switch for h in fabric.hosts_in(chain.classifier.src))
     egress = frozenset(h.switch for h in fabric.hosts_in(chain.classifier.dst))
     found = cache.get((ingress, egress))
     if found is None:
-        ends = [fabric.distances(s) for s in sorted(ingress)] + [fabric.distances(s) for s in sorted(egress)]
-        unreachable = len(fabric.topology.switches)   # worse than any path, still comparable
-        costs = []
-        for compute in fabric.topology.computes:
-            cost = sum(d.get(compute.switch, unreachable) for d in ends)
-            costs.append((cost, compute.name))
-        found = cache[ingress, egress] = [name for _, name in sorted(costs)]
+        ends = [fabric.compute_distances(s) for s in sorted(ingress)] + \
+               [fabric.compute_distances(s) for s in sorted(egress)]
+        found = reduce(_add, ends) if ends else [0] * len(fabric.compute_switches)
+        cache[ingress, egress] = found
     return found
+
+
+def _add(a: list[int], b: list[int]) -> list[int]:
+    return list(map(operator.add, a, b))
 
 
 class _Names:
@@ -211,4 +238,4 @@ def instance_id(chain: str, hop: str, index: int, attempt: int = 0) -> str:
 def instance_mac(instance_id: str, attempt: int = 0) -> str:
     """A locally administered unicast MAC (0a:...) from the id; ``attempt`` > 0 after a collision."""
     raw = _digest(instance_id if attempt == 0 else f"{instance_id}#{attempt}", 5)
-    return "0a:" + ":".join(f"{b:02x}" for b in raw)
+    return "0a:" + raw.hex(":")
