@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := openvswitch-switch iproute2 ethtool iperf3 tcpdump libvirt-dev pkg-config
+APT_PACKAGES := openvswitch-switch iproute2 iputils-ping ethtool iperf3 tcpdump libvirt-dev pkg-config
 PYTEST_ARGS ?=
 
 .PHONY: demo test bench lint system-deps clean
