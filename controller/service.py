@@ -15,7 +15,6 @@ its flows).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -173,14 +172,12 @@ class ChainService:
         replaced = {c.name for c in request.chains}
         running = [c for n, c in sorted(self.chains.items()) if n not in replaced]
         offset = len(running)
-        found = find_overlaps(list(enumerate([*running, *request.chains])))
         problems = []
-        for index, message in found:
+        for index, earlier, message in find_overlaps(list(enumerate([*running, *request.chains]))):
             if index >= offset:
-                # The loader's message names positions in the list we built; name running chains instead.
-                text = re.sub(r"\(chains\[(\d+)\]\)",
-                              lambda m: "(running)" if int(m.group(1)) < offset
-                              else f"(chains[{int(m.group(1)) - offset}])", message)
+                # The loader's message names positions in the list built here; name running chains instead.
+                where = "(running)" if earlier < offset else f"(chains[{earlier - offset}])"
+                text = message.replace(f"(chains[{earlier}])", where)
                 problems.append(Problem(filename, 1, 1, text, f"chains[{index - offset}].classifier"))
         if problems:
             raise ConfigError(problems)

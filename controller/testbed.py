@@ -37,7 +37,7 @@ class Child:
 
     def __init__(self, argv: list[str], log: Path) -> None:
         self.log_path = log
-        self.log = open(log, "w")
+        self.log = open(log, "a")
         self.proc = subprocess.Popen(CLICKSTEER + argv, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      cwd=Path(__file__).resolve().parent.parent)
 
@@ -63,11 +63,13 @@ class Child:
 
 
 def start_controller(topology_file: Path, openflow_port: int, api_port: int, work: Path,
-                     token_file: Path | None = None) -> Child:
+                     token_file: Path | None = None, chains_file: Path | None = None) -> Child:
     argv = ["controller", "--topology", str(topology_file), "--openflow", f"127.0.0.1:{openflow_port}",
             "--api", f"127.0.0.1:{api_port}", "--log-level", "WARNING"]
     if token_file is not None:
         argv += ["--token-file", str(token_file)]
+    if chains_file is not None:
+        argv += ["--chains", str(chains_file)]
     child = Child(argv, work / "controller.log")
     child.ready("clicksteer controller:")
     return child

@@ -30,10 +30,13 @@ SERVER_IP = "10.0.2.1"
 
 
 class Bed:
-    def __init__(self, fabric: Any, client: ControllerClient, topology: Any) -> None:
+    def __init__(self, fabric: Any, client: ControllerClient, topology: Any, children: list[testbed.Child],
+                 restart: Any) -> None:
         self.fabric = fabric
         self.client = client
         self.topology = topology
+        self.children = children
+        self.restart = restart      # restart(chains_file): a new controller process on the same ports
 
     def ns(self, host: str) -> str:
         return self.fabric.host_namespace(host)
@@ -70,7 +73,13 @@ def bed(fabric: Any, tmp_path: Path) -> Iterator[Bed]:
         server.stdout.readline()                      # "Serving HTTP on ...": it listens
         client = ControllerClient(f"127.0.0.1:{api}", TOKEN)
         _wait_switches(client, len(topology.switches))
-        yield Bed(state, client, topology)
+
+        def restart(chains_file: Path) -> None:
+            children[0].stop()
+            children[0] = testbed.start_controller(topo_file, openflow, api, tmp_path, token_file,
+                                                   chains_file=chains_file)
+
+        yield Bed(state, client, topology, children, restart)
     finally:
         _release_everything(topology, api)
         if server is not None:
@@ -168,3 +177,30 @@ def test_three_hop_chain_steers_real_packets_in_order(bed: Bed, tmp_path: Path) 
                 break
             time.sleep(0.1)
         assert agent.ok("GET", "/v1/instances")["instances"] == []
+
+
+def test_restarted_controller_resyncs_switches(bed: Bed, tmp_path: Path) -> None:
+    client = bed.client
+    assert client.ok("POST", "/v1/chains?wait=30", WEB, "application/yaml")["chains"][0]["state"] == "active"
+    assert bed.http_get() == 200
+    flows_with_chain = bed.flows()
+
+    # The controller goes away; one switch loses every flow meanwhile.  A new controller, given the
+    # same chains, finds the instances running at their agents and resyncs every switch that connects.
+    chains_file = tmp_path / "web.yaml"
+    chains_file.write_text(WEB)
+    bed.children[0].stop()
+    bed.fabric.ovs().ofctl("del-flows", bed.fabric.switch_bridge("leaf1"))
+    bed.restart(chains_file)
+    _wait_switches(client, len(bed.topology.switches))
+    for _ in range(100):
+        if client.ok("GET", "/v1/chains/web?counters=0")["state"] == "active":
+            break
+        time.sleep(0.1)
+    assert client.ok("GET", "/v1/chains/web?counters=0")["state"] == "active"
+    assert bed.flows() == flows_with_chain
+    before = client.ok("GET", "/v1/chains/web")["hops"][0]["instances"][0]["counters"]["count_in"]["packets"]
+    assert bed.http_get() == 200
+    after = client.ok("GET", "/v1/chains/web")["hops"][0]["instances"][0]["counters"]["count_in"]["packets"]
+    assert after > before
+    client.ok("DELETE", "/v1/chains/web")

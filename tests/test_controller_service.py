@@ -161,6 +161,7 @@ def test_bad_chain_changes_nothing(setup: Any) -> None:
     with pytest.raises(ConfigError) as err:
         service.create(load_chains(overlapping, "web2.yaml"))
     assert err.value.problems[0].path == "chains[0].classifier"
+    assert "chain 'web' (running)" in err.value.problems[0].message
     with pytest.raises(Conflict):
         service.create(load_chains(WEB, "web.yaml"))
     assert len(switches.sent) == sent and service.instances == instances
