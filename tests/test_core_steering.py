@@ -20,6 +20,7 @@ from chains.model import Chain, Classifier, Hop, Scaling
 from controller.core.compiler import Desired, compile_fabric
 from controller.core.diff import diff
 from controller.core.errors import PlanError
+from controller.core.ofmsg import match
 from controller.core.placement import InstanceSpec, Placement, place
 from fake_openflow import FakeFabric, Trace
 from topologies.graph import to_networkx
@@ -239,6 +240,9 @@ def installed(s: Scenario) -> FakeFabric:
 @given(scenarios())
 def test_generated_chains_steer_as_the_model_says(s: Scenario) -> None:
     check_all(s, installed(s))
+    for key, flow in s.desired.flows.items():
+        assert flow.match == match(**dict(flow.match)), "matches must be canonical (sorted) for diffing"
+        assert key == flow.key and key in s.desired.ranks
 
 
 @settings(max_examples=30, deadline=None)

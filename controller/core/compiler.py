@@ -6,7 +6,8 @@ Pipeline (the same on every switch)::
                       hand-over to instances, instance returns
                       miss -> goto 2
     table 1  RESTORE  entered only at a chain's exit: eth_src := the real MAC of
-                      the host that owns ipv4_src; goto 2 (miss -> goto 2)
+                      the host that owns ipv4_src; goto 2 (miss -> goto 2);
+                      filled on the switches of compute hosts, for every host
     table 2  FORWARD  normal forwarding by destination host, along the
                       deterministic shortest path: IPv4 by ipv4_dst (the last
                       switch also sets eth_dst to the host's MAC), ARP by
@@ -353,7 +354,8 @@ class _ChainCompiler:
         stages: list[tuple[InstanceSpec, ...]] = []
         missing = []
         for k, hop in enumerate(chain.hops):
-            specs = tuple(s for s in placement.get((chain.name, k), ()) if s.id in ready)
+            # An instance whose compute host is not (or no longer) in the topology cannot get traffic.
+            specs = tuple(s for s in placement.get((chain.name, k), ()) if s.id in ready and s.compute in self.compute)
             if specs:
                 stages.append(specs)
             else:
