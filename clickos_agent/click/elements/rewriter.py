@@ -357,6 +357,57 @@ def _apply_delta(b: bytearray, at: int, delta: int, reply: bool) -> None:
         b[at + 1] = csum & 0xFF
 
 
+class FlowMap(dict[bytes, tuple[Flow, bool]]):
+    """A flow table (key -> (flow, is_reply)) that also tracks Click's HashContainer order.
+
+    Lookups are plain dict lookups.  ``insert``/``remove`` keep the buckets
+    Click would have (one to start, as the rewriters build their maps with
+    HashContainer(0); new keys at the front of their bucket; grown to 2^k-1
+    buckets when more than twice as full), so the table handlers list
+    mappings in the order Click prints them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buckets: list[list[bytes]] = [[]]
+
+    @staticmethod
+    def _hash(key: bytes) -> int:
+        """Click's IPFlowID::hashcode on a little-endian host."""
+        def rot(v: int, r: int) -> int:
+            return ((v << r) | (v >> (32 - r))) & 0xFFFFFFFF
+        sx, dx = int.from_bytes(key[0:4], "little"), int.from_bytes(key[4:8], "little")
+        sport, dport = key[8] << 8 | key[9], key[10] << 8 | key[11]
+        return rot(sx, sport % 16 + 1) ^ rot(dx, 31 - dport % 16) ^ ((dport << 16) | sport)
+
+    def insert(self, key: bytes, entry: tuple[Flow, bool]) -> None:
+        """Set ``key``; a replaced entry keeps its place, a new one goes first in its bucket."""
+        if key not in self:
+            self.buckets[self._hash(key) % len(self.buckets)].insert(0, key)
+        self[key] = entry
+
+    def remove(self, key: bytes) -> None:
+        del self[key]
+        self.buckets[self._hash(key) % len(self.buckets)].remove(key)
+
+    def rebalance(self) -> None:
+        """Click's ``if (map.unbalanced()) map.rehash(bucket_count() + 1)``."""
+        if len(self) <= 2 * len(self.buckets):
+            return
+        n = len(self.buckets)
+        size = 1
+        while size < n + 1:
+            size = ((size + 1) << 1) - 1
+        buckets: list[list[bytes]] = [[] for _ in range(size)]
+        for bucket in self.buckets:
+            for key in bucket:
+                buckets[self._hash(key) % size].insert(0, key)
+        self.buckets = buckets
+
+    def ordered(self) -> list[tuple[bytes, tuple[Flow, bool]]]:
+        return [(key, self[key]) for bucket in self.buckets for key in bucket]
+
+
 # ---------------------------------------------------------------- the element
 
 _KEYWORDS: dict[str, Callable[[str], object]] = {
@@ -380,8 +431,8 @@ class IPRewriter(Element):
         super().__init__(name, ninputs, noutputs)
         self.clock: Callable[[], float] = time.monotonic
         self.specs: list[InputSpec] = []
-        self.tcp_map: dict[bytes, tuple[Flow, bool]] = {}
-        self.udp_map: dict[bytes, tuple[Flow, bool]] = {}
+        self.tcp_map = FlowMap()
+        self.udp_map = FlowMap()
         self.flows: dict[int, Flow] = {}       # id -> flow, in creation order
         self.next_reap = 0.0
         self.read_handlers.update({
@@ -500,7 +551,7 @@ class IPRewriter(Element):
             flow.expiry, flow.guaranteed = now + self._udp_timeout(flow), False
         self.out[flow.outputs[reply]](packet)
 
-    def _rewrite(self, spec: InputSpec, key: bytes, table: dict[bytes, tuple[Flow, bool]]) -> bytes | int:
+    def _rewrite(self, spec: InputSpec, key: bytes, table: FlowMap) -> bytes | int:
         """Click's IPRewriterInput::rewrite_flowid: a rewritten key, an output, or DROP."""
         if spec.kind == "nochange":
             return spec.foutput
@@ -515,16 +566,17 @@ class IPRewriter(Element):
         return DROP
 
     def _add_flow(self, spec: InputSpec, tcp: bool, key: bytes, rewritten: bytes,
-                  table: dict[bytes, tuple[Flow, bool]], now: float) -> Flow | None:
+                  table: FlowMap, now: float) -> Flow | None:
         """Click's add_flow + store_flow, including capacity admission control."""
         guarantee = self.tcp_guarantee if tcp else self.udp_guarantee
         timeout = guarantee or (self.tcp_nodata_timeout if tcp else self.udp_timeout)
         flow = Flow(spec, tcp, key, rewritten, now + timeout, bool(guarantee))
-        table[key] = (flow, False)
+        table.insert(key, (flow, False))
+        # a flow whose reply key we take over loses its mapping
         old = table.get(flow.rkey)
+        table.insert(flow.rkey, (flow, True))
         if old is not None and old[0] is not flow:
             self._destroy(old[0])
-        table[flow.rkey] = (flow, True)
         self.flows[id(flow)] = flow
         spec.count += 1
         if len(self.flows) > self.capacity:
@@ -535,6 +587,7 @@ class IPRewriter(Element):
             if victim is flow:
                 spec.failures += 1
                 return None
+        table.rebalance()
         return flow
 
     def _apply(self, flow: Flow, reply: bool, packet: Packet, b: bytearray, i: int, t: int,
@@ -601,7 +654,7 @@ class IPRewriter(Element):
         table = self.tcp_map if flow.tcp else self.udp_map
         for key, reply in ((flow.key, False), (flow.rkey, True)):
             if table.get(key) == (flow, reply):
-                del table[key]
+                table.remove(key)
         if self.flows.pop(id(flow), None) is not None:
             flow.spec.count -= 1
 
@@ -626,10 +679,10 @@ class IPRewriter(Element):
 
     # -------------------------------------------------------- handlers
 
-    def _table(self, table: dict[bytes, tuple[Flow, bool]]) -> str:
+    def _table(self, table: FlowMap) -> str:
         now = self.clock()
         lines = []
-        for key, (flow, reply) in table.items():
+        for key, (flow, reply) in table.ordered():
             rewritten = flow.headers[reply]
             expiry = self._best_effort_expiry(flow) if flow.guaranteed else flow.expiry
             outs = (f"*{flow.outputs[0]} {flow.outputs[1]}" if not reply
