@@ -275,3 +275,17 @@ def test_udp_streaming_timeout_after_three_packets_both_ways() -> None:
     assert "exp300" in rw.read_handlers["udp_table"]()
     rw.push(0, packet("10.0.0.1", 5, "10.0.0.2", 6, "U"))
     assert "exp1000" in rw.read_handlers["udp_table"]()
+
+
+def test_udp_table_in_clicks_order() -> None:
+    """The lines and their order as Click 2.1 printed them for this trace."""
+    rw, _ = rewriter(["pattern 1.0.0.1 - - - 0 1", "drop", "UDP_STREAMING_TIMEOUT 1000"])
+    rw.push(0, packet("10.0.0.1", 5, "10.0.0.2", 6, "U"))
+    rw.push(1, packet("10.0.0.2", 6, "1.0.0.1", 5, "U"))
+    rw.push(0, packet("10.0.0.1", 5, "10.0.0.2", 6, "U"))
+    rw.push(0, packet("10.0.0.1", 7, "10.0.0.2", 6, "U"))
+    assert rw.read_handlers["udp_table"]() == (
+        "(10.0.0.2, 6, 1.0.0.1, 7) => (10.0.0.2, 6, 10.0.0.1, 7) [0 *1] i0 exp300\n"
+        "(10.0.0.1, 5, 10.0.0.2, 6) => (1.0.0.1, 5, 10.0.0.2, 6) [*0 1] i0 exp1000\n"
+        "(10.0.0.2, 6, 1.0.0.1, 5) => (10.0.0.2, 6, 10.0.0.1, 5) [0 *1] i0 exp1000\n"
+        "(10.0.0.1, 7, 10.0.0.2, 6) => (1.0.0.1, 7, 10.0.0.2, 6) [*0 1] i0 exp300\n")
