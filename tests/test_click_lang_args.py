@@ -6,7 +6,7 @@ import pytest
 
 from clickos_agent.click.args import (
     Spec, parse_bandwidth, parse_bool, parse_int, parse_ip, parse_ip_prefix, parse_keywords,
-    parse_mac, parse_time, parse_uint, split_config, split_words, unquote,
+    parse_mac, parse_string, parse_time, parse_uint, parse_word, split_config, split_words, unquote,
 )
 from clickos_agent.click.element import ArgError
 
@@ -44,6 +44,9 @@ def test_keywords_positional_and_keyword() -> None:
     assert parse_keywords(["N 7"], specs) == {"N": 7, "STOP": None}
     assert parse_keywords(["N 1", "N 2"], specs)["N"] == 2          # last one wins
     assert parse_keywords(["5", "N 10"], specs)["N"] == 10           # a later keyword wins
+    # an empty argument is no argument, even a mandatory one (Click accepts Queue(,))
+    assert parse_keywords([""], specs) == {"N": None, "STOP": None}
+    assert parse_keywords(["", "STOP 1"], specs)["STOP"] is True
 
 
 @pytest.mark.parametrize("args, message", [
@@ -57,6 +60,18 @@ def test_keyword_errors(args: list[str], message: str) -> None:
     specs = [Spec("N", parse_uint, mandatory=True, positional=True), Spec("STOP", parse_bool)]
     with pytest.raises(ArgError, match=message):
         parse_keywords(args, specs)
+
+
+def test_strings_and_words() -> None:
+    assert parse_string('"a b"') == "a b" and parse_string('x"y z"') == "xy z"
+    assert parse_string("abc") == "abc"
+    assert parse_word("eth0") == "eth0"
+    for bad in ("a b", "", "*/x y"):
+        with pytest.raises(ArgError):
+            parse_string(bad)
+    for bad in ('"a b"', '"a,b"', '""'):
+        with pytest.raises(ArgError):
+            parse_word(bad)
 
 
 def test_typed_parsers() -> None:

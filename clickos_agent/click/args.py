@@ -260,9 +260,10 @@ def parse_keywords(args: Sequence[str], specs: Sequence[Spec]) -> dict[str, Any]
                 # the positional argument is used up either way; a later keyword wins
                 if found < first:
                     text = args[first]
-        if text is None:
-            if spec.mandatory:
-                errors.append(f"{spec.keyword}: required argument missing")
+        if text is None and spec.mandatory:
+            errors.append(f"{spec.keyword}: required argument missing")
+        if not text:
+            # an empty argument counts as not given, without complaint (Click's Args)
             values[spec.keyword] = spec.default
             continue
         try:
@@ -285,6 +286,34 @@ def parse_keywords(args: Sequence[str], specs: Sequence[Spec]) -> dict[str, Any]
 
 
 # ---------------------------------------------------------------- typed parsers
+
+def parse_string(text: str) -> str:
+    """Click's StringArg (cp_string): one word, quoted parts allowed, then unquoted.
+
+    ``"a b"`` and ``a"b c"`` are strings; ``a b`` is not (unquoted space).
+    """
+    i, n = 0, len(text)
+    while i < n and text[i] not in _SPACE:
+        if text[i] in "'\"":
+            i = _skip_quote(text, i)
+        elif text[i] == "\\" and text[i + 1:i + 2] == "<":
+            close = text.find(">", i + 2)
+            i = n if close < 0 else close + 1
+        else:
+            i += 1
+    if i == 0 or i != n:
+        raise ArgError("parse error")
+    return unquote(text)
+
+
+def parse_word(text: str) -> str:
+    """Click's WordArg (cp_word): a string whose value has no space, quote, backslash or comma."""
+    word = parse_string(text)
+    if not word or any(c in "\"'\\," or not "!" <= c <= "~" for c in word):
+        raise ArgError("parse error")
+    return word
+
+
 
 def parse_bool(text: str) -> bool:
     """Click's BoolArg: true/false, yes/no, 1/0, t/f, y/n."""
