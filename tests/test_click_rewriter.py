@@ -5,14 +5,18 @@ Scenarios follow Click's own tests (test/IPRewriter/IPRewriter-0*.clicktest).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.all import ICMP, IP, TCP, UDP, Ether, raw
 
 from clickos_agent.click.element import ArgError, HandlerError
-from clickos_agent.click.elements.rewriter import IPRewriter
+from clickos_agent.click.elements.rewriter import IPRewriter, IPRewriterPatterns
 from clickos_agent.click.packet import Packet
+from clickos_agent.click.pcap import read_pcap, write_pcap
+from clickos_agent.click.runtime import Router, RouterError
 
 
 class Clock:
@@ -289,3 +293,32 @@ def test_udp_table_in_clicks_order() -> None:
         "(10.0.0.1, 5, 10.0.0.2, 6) => (1.0.0.1, 5, 10.0.0.2, 6) [*0 1] i0 exp1000\n"
         "(10.0.0.2, 6, 1.0.0.1, 5) => (10.0.0.2, 6, 10.0.0.1, 5) [0 *1] i0 exp1000\n"
         "(10.0.0.1, 7, 10.0.0.2, 6) => (1.0.0.1, 7, 10.0.0.2, 6) [*0 1] i0 exp300\n")
+
+
+def test_named_patterns_from_iprewriterpatterns(tmp_path: Path) -> None:
+    write_pcap(str(tmp_path / "in.pcap"), [raw(Ether() / IP(src="10.0.0.1", dst="8.8.8.8") / UDP(sport=k, dport=53))
+                                           for k in (1, 2)])
+    config = f"""
+        IPRewriterPatterns(NAT 1.0.0.1 1024-65535# - -);
+        FromDump({tmp_path / "in.pcap"}, STOP true) -> Strip(14) -> CheckIPHeader -> t :: Tee;
+        t[0] -> rw1 :: IPRewriter(pattern NAT 0 1) -> ToDump({tmp_path / "out1.pcap"});
+        t[1] -> rw2 :: IPRewriter(pattern NAT 0 1) -> ToDump({tmp_path / "out2.pcap"});
+        rw1[1] -> Discard; rw2[1] -> Discard;
+    """
+    router = Router.from_text(config)
+    router.run(until_done=True)
+    assert router.read_handler("rw1.patterns") == "1.0.0.1 1024-65535 - - [2]\n"
+    router.cleanup()
+    ports = [[IP(d)[UDP].sport for _, d in read_pcap(str(tmp_path / f"out{k}.pcap"))] for k in (1, 2)]
+    assert ports == [[1024, 1026], [1025, 1027]]    # one shared pattern, as in Click
+
+
+def test_unknown_named_pattern_fails_at_initialize() -> None:
+    with pytest.raises(RouterError, match="input spec 0: no such pattern 'NAT'"):
+        Router.from_text("Idle -> rw :: IPRewriter(pattern NAT 0 0) -> Idle;")
+
+
+def test_iprewriterpatterns_rejects() -> None:
+    el = IPRewriterPatterns("p", 0, 0)
+    with pytest.raises(ArgError, match="pattern 'A' already defined; bad source port"):
+        el.configure(["A 1.0.0.1 - - -", "A 1.0.0.2 - - -", "B 1.0.0.1 x - -"])

@@ -201,6 +201,7 @@ def parse_pattern(words: list[str]) -> Pattern:
     if not 1 <= len(words) <= 4:
         raise ArgError("syntax error")
     if len(words) == 1:
+        # a name; IPRewriter resolves names itself, so here it is one we lack
         raise ArgError(f"no such pattern '{words[0]}'")
     sequential, same_first, variation = False, True, 0
 
@@ -253,11 +254,12 @@ class InputSpec:
     """What one input does with packets that have no mapping yet."""
 
     def __init__(self, kind: str, foutput: int = -1, routput: int = -1,
-                 pattern: Pattern | None = None) -> None:
+                 pattern: Pattern | None = None, pattern_name: str = "") -> None:
         self.kind = kind            # "drop", "nochange", "keep", "pattern"
         self.foutput = foutput
         self.routput = routput
         self.pattern = pattern
+        self.pattern_name = pattern_name    # an IPRewriterPatterns name, resolved at initialize
         self.count = 0              # live flows created by this input
         self.failures = 0
 
@@ -300,8 +302,11 @@ def parse_input_spec(line: str, noutputs: int) -> InputSpec:
         pwords = split_words(rest)
         if len(pwords) <= 2:
             raise ArgError("syntax error")
-        pattern = parse_pattern(pwords[:-2])
-        spec = InputSpec("pattern", *_parse_ports(pwords[-2:]), pattern=pattern)
+        if len(pwords) == 3:
+            # a name defined by IPRewriterPatterns, looked up once the router exists
+            spec = InputSpec("pattern", *_parse_ports(pwords[-2:]), pattern_name=pwords[0])
+        else:
+            spec = InputSpec("pattern", *_parse_ports(pwords[-2:]), pattern=parse_pattern(pwords[:-2]))
     else:
         raise ArgError("unknown specification")
     if not 0 <= spec.foutput < noutputs or not 0 <= spec.routput < noutputs:
@@ -504,6 +509,21 @@ class IPRewriter(Element):
         for i in range(self.ninputs):
             self.read_handlers[f"pattern{i}"] = lambda i=i: self.specs[i].unparse() + "\n"
             self.write_handlers[f"pattern{i}"] = lambda text, i=i: self._write_pattern(i, text)
+
+    def initialize(self, router: object) -> None:
+        """Resolve ``pattern NAME`` specs against the router's IPRewriterPatterns."""
+        named: dict[str, Pattern] = {}
+        for element in getattr(router, "elements", {}).values():
+            if isinstance(element, IPRewriterPatterns):
+                named.update(element.patterns)
+        errors = []
+        for i, spec in enumerate(self.specs):
+            if spec.pattern_name:
+                spec.pattern = named.get(spec.pattern_name)
+                if spec.pattern is None:
+                    errors.append(f"input spec {i}: no such pattern '{spec.pattern_name}'")
+        if errors:
+            raise ArgError("; ".join(errors))
 
     # -------------------------------------------------------- packets
 
@@ -731,3 +751,33 @@ class IPRewriter(Element):
 
     def _write_clear(self, _text: str) -> None:
         self._reap(self.clock(), clear_all=True)
+
+
+@element_class
+class IPRewriterPatterns(Element):
+    """Click's IPRewriterPatterns: ``NAME SADDR SPORT DADDR DPORT`` patterns shared by name.
+
+    Rewriters naming a pattern share the one object, so sequential port
+    choices continue across them, as in Click.
+    """
+
+    class_name = "IPRewriterPatterns"
+    port_count = "0/0"
+
+    def configure(self, args: list[str]) -> None:
+        self.patterns: dict[str, Pattern] = {}
+        errors = []
+        for arg in args:
+            words = split_words(arg)
+            if not words:
+                continue
+            name = words[0]
+            if name in self.patterns:
+                errors.append(f"pattern '{name}' already defined")
+                continue
+            try:
+                self.patterns[name] = parse_pattern(words[1:])
+            except ArgError as e:
+                errors.append(str(e))
+        if errors:
+            raise ArgError("; ".join(errors))
