@@ -193,7 +193,6 @@ def test_capacity_admission_control_and_expiry() -> None:
     (["pattern - - - - 0 y"], 1, 2, "input spec 0: bad reply port"),
     (["pattern 0 1"], 1, 2, "input spec 0: syntax error"),
     (["pattern a b c d e 0 1"], 1, 2, "input spec 0: syntax error"),
-    (["pattern NAT 0 1"], 1, 2, "no such pattern 'NAT'"),
     (["keep 0"], 1, 2, "bad forward port"),
     (["pass 2"], 1, 2, "output port out of range"),
     (["pass x"], 1, 2, "syntax error, expected 'nochange [OUTPUT]'"),
