@@ -23,7 +23,7 @@ from typing import Any
 from chains import fields
 from chains.errors import ConfigError, Problem
 from chains.fields import Issue, Match, check_keys, within
-from chains.model import CustomFunction
+from chains.model import PROTOCOLS, CustomFunction
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
 _VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -66,7 +66,7 @@ def click_pattern(match: Match) -> str:
     for side, span in (("src", match.src_port), ("dst", match.dst_port)):
         if span is None:
             continue
-        proto_name = "tcp" if match.protocol == fields.PROTOCOLS["tcp"] else "udp"
+        proto_name = "tcp" if match.protocol == PROTOCOLS["tcp"] else "udp"
         lo, hi = span
         if lo == hi:
             parts.append(f"{side} {proto_name} port {lo}")

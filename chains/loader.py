@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import difflib
+import functools
 import gc
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -162,7 +163,7 @@ class _Checker:
                     first_at[name] = index
                 if chain is not None:
                     numbered.append((index, chain))
-            for index, message in find_overlaps(numbered):
+            for index, _, message in find_overlaps(numbered):
                 self.error(("chains", index, "classifier"), message)
             chains = [chain for _, chain in numbered]
         return ChainSet(tuple(chains), MappingProxyType(functions))
@@ -272,7 +273,7 @@ class _Checker:
             return None
         before = len(self.problems)
         self.report(path, check_keys(data, SCALING_KEYS))
-        count = lambda v: fields.integer(v, 1, MAX_INSTANCES)  # noqa: E731 - a one-line parser
+        count = functools.partial(fields.integer, lo=1, hi=MAX_INSTANCES)
         low = self.parse(data, "min", path, count, None)
         high = self.parse(data, "max", path, count, None)
         metric = self.parse(data, "metric", path, lambda v: fields.choice(v, METRICS), "pps")
@@ -333,9 +334,9 @@ def _mask(length: int) -> int:
     return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
 
 
-def find_overlaps(chains: Sequence[tuple[int, Chain]]) -> list[tuple[int, str]]:
-    """For (document index, chain) pairs: (index, message) for each chain whose classifier overlaps
-    an earlier chain's at the same priority.
+def find_overlaps(chains: Sequence[tuple[int, Chain]]) -> list[tuple[int, int, str]]:
+    """For (document index, chain) pairs: (index, earlier index, message) for each pair of chains
+    whose classifiers overlap at the same priority, reported at the later chain.
 
     CIDR blocks are either nested or disjoint, so a flow B overlaps A only if
     A's source contains B's or the other way round.  Flows are indexed by
@@ -375,7 +376,7 @@ def find_overlaps(chains: Sequence[tuple[int, Chain]]) -> list[tuple[int, str]]:
     for (first, second), (first_reverse, second_reverse) in sorted(found.items(), key=lambda kv: kv[0][::-1]):
         which = " (in its reverse direction)" if second_reverse else ""
         theirs = " (reverse direction)" if first_reverse else ""
-        out.append((second, f"classifier{which} overlaps that of chain {by_index[first].name!r}{theirs} "
+        out.append((second, first, f"classifier{which} overlaps that of chain {by_index[first].name!r}{theirs} "
                             f"(chains[{first}]) at the same priority {by_index[second].priority}: "
                             "give one of them another priority or narrow a classifier"))
     return out

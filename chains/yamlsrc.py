@@ -121,6 +121,9 @@ class _FastReader:
             raise _Fallback
         self.scalars = scalars
         self.cache = cache
+        self.line_cache: dict[str, tuple[int, Any, Any, int]] = {}
+        # flat flow collections seen before: line -> (column, items as (key, key col, value, value col))
+        self.flow_cache: dict[str, tuple[int, list[tuple[Any, int, Any, int]] | None]] = {}
         # (0-based line number, indent, text) of each line that holds something
         self.lines: list[tuple[int, int, str]] = []
         for number, line in enumerate(text.split("\n")):
@@ -155,7 +158,7 @@ class _FastReader:
         out = YDict()
         number, _, _ = self.lines[at]
         out.pos, out.key_pos, out.value_pos = (number + 1, col + 1), {}, {}
-        cached = self.cache.get
+        lines_seen = self.line_cache.get
         first = True
         while at < len(self.lines):
             number, indent, line = self.lines[at]
@@ -165,18 +168,21 @@ class _FastReader:
                 if indent > col:
                     raise _Fallback
             first = False
-            simple = _KEY_VALUE.match(line, col)
-            if simple is not None:        # the common "key: plain value" line, in one step
-                key_text, value_text = simple.groups()
-                key = cached(key_text, _MISSING)
-                if key is _MISSING:
-                    key = self.plain(key_text)
+            # The common "key: plain value" line, in one step; chain files repeat many
+            # lines ("function: monitor"), so the outcome is remembered per line.
+            simple = lines_seen(line)
+            if simple is None:
+                match = _KEY_VALUE.match(line, col)
+                simple = (col, self.plain(match.group(1)), self.plain(match.group(2)), match.start(2) + 1) \
+                    if match else (col, _MISSING, None, 0)
+                self.line_cache[line] = simple
+            if simple[0] == col and simple[1] is not _MISSING:
+                _, key, value, value_col = simple
                 if key in out:
                     raise _Fallback
-                value = cached(value_text, _MISSING)
                 out.key_pos[key] = (number + 1, col + 1)
-                out.value_pos[key] = (number + 1, simple.start(2) + 1)
-                out[key] = self.plain(value_text) if value is _MISSING else value
+                out.value_pos[key] = (number + 1, value_col)
+                out[key] = value
                 at += 1
                 continue
             split = self.split_key(line, col)
@@ -275,7 +281,9 @@ class _FastReader:
             col += 1
         char = line[col]
         pos = (number + 1, col + 1)
-        if char in ("[", "{"):
+        if char == "{":
+            return self.flow_mapping_line(line, col, number), pos
+        if char == "[":
             value, end = self.flow(line, col, number)
         elif char in ("'", '"'):
             value, end = self.quoted(line, col)
@@ -291,6 +299,26 @@ class _FastReader:
         if not self.empty_rest(line, end):
             raise _Fallback
         return value, pos
+
+    def flow_mapping_line(self, line: str, col: int, number: int) -> YDict:
+        """A flow mapping that ends the line; one of scalars only is remembered per line, so
+        repeated lines (the same firewall rule in many chains) are rebuilt without parsing."""
+        seen = self.flow_cache.get(line)
+        if seen is not None and seen[0] == col and seen[1] is not None:
+            out = YDict()
+            out.pos, out.key_pos, out.value_pos = (number + 1, col + 1), {}, {}
+            for key, key_col, value, value_col in seen[1]:
+                out[key] = value
+                out.key_pos[key] = (number + 1, key_col)
+                out.value_pos[key] = (number + 1, value_col)
+            return out
+        value, end = self.flow(line, col, number)
+        if not self.empty_rest(line, end):
+            raise _Fallback
+        flat = not any(isinstance(item, (dict, list)) for item in value.values())
+        self.flow_cache[line] = (col, [(key, value.key_pos[key][1], item, value.value_pos[key][1])
+                                       for key, item in value.items()] if flat else None)
+        return value
 
     # ---- scalars -------------------------------------------------------------------------
 
