@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 PENDING, BOOTING, ACTIVE, ERROR = "pending", "booting", "active", "error"
 RUNNING, FAILED = "running", "failed"
+RETIRED = "\0retired:"     # a hop-name prefix no chain can use: keeps a retired instance's names taken
 COUNTER_ELEMENTS = ("count_in", "count_out", "count_drop")
 
 
@@ -82,6 +83,7 @@ class _Plan:
     functions: Mapping[str, CustomFunction]
     placement: Placement
     configs: dict[str, str]          # instance id -> rendered Click config
+    changed: set[str]                # running instances retired because their config changes
 
 
 class ChainService:
@@ -96,6 +98,7 @@ class ChainService:
         self.chains: dict[str, Chain] = {}
         self.functions: Mapping[str, CustomFunction] = MappingProxyType({})
         self.placement = Placement()
+        self.retiring: dict[tuple[str, int], tuple[InstanceSpec, ...]] = {}   # slot -> old instances serving it
         self.instances: dict[str, Instance] = {}
         self.status: dict[str, ChainStatus] = {}
         self.installed: Desired = compile_fabric(topology, [], Placement(), ())
@@ -184,10 +187,30 @@ class ChainService:
 
     def _plan(self, chains: dict[str, Chain], functions: Mapping[str, CustomFunction],
               request: ChainSet, filename: str) -> _Plan:
-        """Everything that can fail, before anything changes."""
+        """Everything that can fail, before anything changes.
+
+        A running instance whose config would change (its hop's function or
+        params did) is not rebooted under its id: the hop gets new instances
+        (new ids, MACs and labels) and the old ones keep serving until those
+        run (make-before-break; see ``_serving``).
+        """
         positions = {c.name: i for i, c in enumerate(request.chains)}
+        placement, configs = self._place(chains, functions, positions, filename, set())
+        changed = {iid for iid, config in configs.items() if iid in self.instances
+                   and self.instances[iid].state == RUNNING and self.instances[iid].config != config}
+        if changed:
+            placement, configs = self._place(chains, functions, positions, filename, changed)
+        return _Plan(chains, functions, placement, configs, changed)
+
+    def _place(self, chains: dict[str, Chain], functions: Mapping[str, CustomFunction],
+               positions: dict[str, int], filename: str, changed: set[str]) -> tuple[Placement, dict[str, str]]:
+        """Placement and rendered configs; ``changed`` instances are retired (their names stay taken)."""
+        existing = {iid: replace(spec, hop=RETIRED + spec.hop) if iid in changed else spec
+                    for iid, spec in self.placement.by_id().items()}
+        for specs in self.retiring.values():
+            existing.update({spec.id: replace(spec, hop=RETIRED + spec.hop) for spec in specs})
         try:
-            placement = place(self.topology, chains.values(), existing=self.placement.by_id())
+            placement = place(self.topology, chains.values(), existing=existing)
             compile_fabric(self.topology, chains.values(), placement, ())
         except PlanError as exc:
             at = positions.get(exc.chain)
@@ -207,21 +230,26 @@ class ChainService:
                     where = f"chains[{at}].hops[{hop_index}]" if at is not None else f"chain {chain_name}"
                     raise ConfigError([Problem(filename, p.line, p.col, p.message, f"{where}.{p.path}")
                                        for p in exc.problems]) from None
-        return _Plan(chains, functions, placement, configs)
+        return placement, configs
 
     def _commit(self, plan: _Plan) -> None:
         """Adopt a validated plan: steer, then boot what is new and release what is gone."""
         wanted = plan.placement.by_id()
-        # Failed instances are stale too: applying again retries them.
-        stale = {iid for iid, inst in self.instances.items()
-                 if iid not in wanted or plan.configs[iid] != inst.config or inst.state == FAILED}
+        for slot, specs in self.placement.items():
+            old = tuple(replace(s, hop_index=slot[1]) for s in specs if s.id in plan.changed)
+            if old and slot not in self.retiring:
+                self.retiring[slot] = old          # they serve the slot until its new instances run
+        retiring = {s.id for specs in self.retiring.values() for s in specs}
+        # Failed instances are stale too: applying again retries them (same id).
+        stale = {iid for iid, inst in self.instances.items() if iid not in retiring
+                 and (iid not in wanted or plan.configs[iid] != inst.config or inst.state == FAILED)}
         self.chains, self.functions, self.placement = plan.chains, plan.functions, plan.placement
         for name in list(self.status):
             if name not in self.chains:
                 del self.status[name]
         for name in self.chains:
             self.status.setdefault(name, ChainStatus(since=self.now()))
-        # Stop steering into instances that go away (or change config) before releasing them.
+        # Stop steering into instances that go away before releasing them.
         gone = {iid: self.instances.pop(iid) for iid in stale}
         new = [spec for iid, spec in wanted.items() if iid not in self.instances]
         for spec in new:
@@ -231,7 +259,7 @@ class ChainService:
             if iid not in wanted:
                 self._spawn(self._release, inst.spec)
         if new:
-            # A changed config under the same id: the boot thread deletes the old one first.
+            # A failed instance retried under the same id: the boot thread deletes the old one first.
             batch = [(spec, plan.configs[spec.id], spec.id in gone) for spec in new]
             threading.Thread(target=self._boot_all, args=(batch,), daemon=True, name="boot-all").start()
 
@@ -296,13 +324,29 @@ class ChainService:
     def _ready(self) -> set[str]:
         return {iid for iid, inst in self.instances.items() if inst.state == RUNNING}
 
+    def _serving(self) -> Placement:
+        """The placement traffic follows: a slot whose new instances do not all run yet keeps its old ones."""
+        serving = Placement(self.placement)
+        for slot, old in self.retiring.items():
+            if slot in serving and not all(self.instances[s.id].state == RUNNING for s in serving[slot]):
+                serving[slot] = old
+        return serving
+
     def _reconcile(self) -> None:
         """Compile with the instances that are ready, send the diff, update the chains' states."""
-        desired = compile_fabric(self.topology, self.chains.values(), self.placement, self._ready())
+        desired = compile_fabric(self.topology, self.chains.values(), self._serving(), self._ready())
         messages = diff(self.installed, desired)
         result = self._send(messages)
         self.installed = desired
         self._update_status(result)
+        # Retired instances no traffic goes to any more can go.
+        for slot, old in list(self.retiring.items()):
+            new = self.placement.get(slot, ())
+            if all(self.instances[s.id].state == RUNNING for s in new):
+                del self.retiring[slot]
+                for spec in old:
+                    self.instances.pop(spec.id, None)
+                    self._spawn(self._release, spec)
 
     def _send(self, messages: list[Message]) -> SendResult:
         if not messages:
@@ -447,9 +491,11 @@ class ChainService:
 
     def instances_view(self) -> list[dict[str, Any]]:
         with self._lock:
+            retiring = {s.id for specs in self.retiring.values() for s in specs}
             return [{"id": iid, "chain": i.spec.chain, "hop": i.spec.hop, "hop_index": i.spec.hop_index,
                      "index": i.spec.index, "compute": i.spec.compute, "function": i.spec.function,
-                     "mac": i.spec.mac, "label": i.spec.label, "state": i.state, "reason": i.reason}
+                     "mac": i.spec.mac, "label": i.spec.label, "state": i.state, "reason": i.reason,
+                     "retiring": iid in retiring}
                     for iid, i in sorted(self.instances.items())]
 
     def topology_view(self) -> dict[str, Any]:

@@ -168,20 +168,32 @@ def test_bad_chain_changes_nothing(setup: Any) -> None:
     assert service.chain_names() == ["web"] and service.chain_view("web")["state"] == "active"
 
 
-def test_replace_keeps_unchanged_instances_and_reboots_changed_ones(setup: Any) -> None:
+def test_replace_keeps_unchanged_instances_and_makes_changed_ones_before_breaking(setup: Any) -> None:
     service, agent, switches = setup
     service.create(load_chains(WEB, "web.yaml"))
     boot_all(service, agent, ["web"])
-    old = {i["id"] for i in service.instances_view()}
-    fw = service.placement["web", 0][0].id
-    old_config = agent.instances[fw]["config"]
+    before = {i["id"]: i["mac"] for i in service.instances_view()}
+    old_fw = service.placement["web", 0][0]
+    assert "0 all" in agent.instances[old_fw.id]["config"]    # default: allow
+    agent.auto = False                     # the new firewall boots only when the test says so
     changed = WEB.replace("params: {default: allow}", "params: {default: deny}")
     assert service.replace("web", load_chains(changed, "web.yaml")) is False
-    service.wait(["web"], 10)
-    assert {i["id"] for i in service.instances_view()} == old
+    new_fw = service.placement["web", 0][0]
+    assert new_fw.id != old_fw.id and new_fw.mac != old_fw.mac
+    assert service.placement["web", 1][0].id in before      # unchanged hops keep their instances
+    # While the new firewall boots, traffic still goes through the old one.
+    assert handovers(service, {old_fw.mac, new_fw.mac}) == {old_fw.mac}
+    assert service.chain_view("web")["state"] == "booting"
+    assert {i["id"]: i["retiring"] for i in service.instances_view()}[old_fw.id] is True
+    boot_all(service, agent, ["web"])
     assert service.chain_view("web")["state"] == "active"
-    assert agent.deleted == [fw]           # only the changed hop's instance was rebooted
-    assert agent.instances[fw]["config"] != old_config
+    assert handovers(service, {old_fw.mac, new_fw.mac}) == {new_fw.mac}
+    for thread in threading.enumerate():   # the old firewall is released by a thread: join it
+        if thread.name == f"_release-{old_fw.id}":
+            thread.join()
+    assert agent.deleted == [old_fw.id]
+    assert sorted(i["id"] for i in service.instances_view()) == sorted({*before, new_fw.id} - {old_fw.id})
+    assert "1 all" in agent.instances[new_fw.id]["config"]    # the firewall's new default: deny
 
 
 def test_delete_restores_forwarding_then_releases_instances(setup: Any) -> None:
