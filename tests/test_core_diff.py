@@ -22,11 +22,12 @@ from controller.core.errors import PlanError
 from controller.core.ofmsg import Barrier, DeleteFlows, Flow, FlowMod, GroupMod, Output, match
 from controller.core.placement import InstanceSpec, place
 from fake_openflow import FakeFabric, phases
+from topologies.model import Topology
 from test_core_steering import (Scenario, _block, check_all, classify, installed, make_topology, plan, probes,
                                 ready_stages, ready_subsets, scenarios)
 
 
-def _mutate(draw: st.DrawFn, chain: Chain, n_hosts: int, free_priorities: list[int]) -> Chain | None:
+def _mutate(draw: st.DrawFn, chain: Chain, topology: Topology, free_priorities: list[int]) -> Chain | None:
     op = draw(st.sampled_from(["keep", "remove", "add_hop", "drop_hop", "priority", "symmetric",
                                "on_failure", "dst", "function"]))
     if op == "remove":
@@ -45,7 +46,7 @@ def _mutate(draw: st.DrawFn, chain: Chain, n_hosts: int, free_priorities: list[i
     if op == "on_failure":
         return dataclasses.replace(chain, on_failure="open" if chain.on_failure == "closed" else "closed")
     if op == "dst":
-        return dataclasses.replace(chain, classifier=dataclasses.replace(chain.classifier, dst=_block(draw, n_hosts)))
+        return dataclasses.replace(chain, classifier=dataclasses.replace(chain.classifier, dst=_block(draw, topology)))
     if op == "function":
         hops = tuple(dataclasses.replace(h, function="monitor") for h in chain.hops)
         return dataclasses.replace(chain, hops=hops)
@@ -56,7 +57,7 @@ def _mutate(draw: st.DrawFn, chain: Chain, n_hosts: int, free_priorities: list[i
 def updates(draw: st.DrawFn) -> tuple[Scenario, Scenario]:
     before = draw(scenarios())
     free = [p for p in (50, 150, 250, 350) if p not in {c.priority for c in before.chains}]
-    chains = [c for c in (_mutate(draw, c, len(before.topology.hosts), free) for c in before.chains) if c]
+    chains = [c for c in (_mutate(draw, c, before.topology, free) for c in before.chains) if c]
     counts = {(c.name, k): draw(st.integers(1, 3)) for c in chains for k in range(len(c.hops))
               if draw(st.booleans())}
     try:
@@ -99,7 +100,7 @@ def assert_tables_hold(fabric: FakeFabric, desired: Desired) -> None:
         assert set(switch.flows()) == want
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(updates(), st.randoms(use_true_random=False))
 def test_every_intermediate_state_of_an_update_delivers_every_packet(update: tuple[Scenario, Scenario],
                                                                       rnd: Any) -> None:

@@ -23,6 +23,7 @@ from controller.core.errors import PlanError
 from controller.core.ofmsg import match
 from controller.core.placement import InstanceSpec, Placement, place
 from fake_openflow import FakeFabric, Trace
+from topologies.generators import fat_tree, leaf_spine
 from topologies.graph import to_networkx
 from topologies.loader import build
 from topologies.model import Host, Topology
@@ -57,10 +58,11 @@ def topologies(draw: st.DrawFn) -> Topology:
     return make_topology(n, sorted(links), hosts, computes)
 
 
-def _block(draw: st.DrawFn, n_hosts: int) -> ipaddress.IPv4Network:
-    host = draw(st.integers(1, n_hosts))
-    prefix = draw(st.sampled_from([32, 31, 30, 29, 24]))
-    return ipaddress.ip_network(f"10.0.0.{host}/{prefix}", strict=False)
+def _block(draw: st.DrawFn, topology: Topology) -> ipaddress.IPv4Network:
+    """An address block around one of the topology's hosts."""
+    host = draw(st.sampled_from(topology.hosts))
+    prefix = draw(st.sampled_from([32, 31, 30, 29, 24, 16]))
+    return ipaddress.ip_network(f"{host.ip.ip}/{prefix}", strict=False)
 
 
 @st.composite
@@ -75,8 +77,8 @@ def chain_lists(draw: st.DrawFn, topology: Topology) -> list[Chain]:
             dst_port = draw(st.sampled_from([None, (80, 80), (80, 81), (1000, 1100)]))
         hops = tuple(Hop(f"hop{k}", "passthrough", scaling=Scaling(min=draw(st.integers(1, 2)), max=3))
                      for k in range(draw(st.integers(1, 3))))
-        chains.append(Chain(f"chain{i}", Classifier(_block(draw, len(topology.hosts)),
-                                                    _block(draw, len(topology.hosts)), protocol, None, dst_port),
+        chains.append(Chain(f"chain{i}", Classifier(_block(draw, topology), _block(draw, topology), protocol, None,
+                                                    dst_port),
                             hops, symmetric=draw(st.booleans()), priority=priorities[i],
                             on_failure=draw(st.sampled_from(["open", "closed"]))))
     return chains
@@ -235,14 +237,28 @@ def installed(s: Scenario) -> FakeFabric:
 
 # ------------------------------------------------------------------ tests
 
+LEAF_SPINE = leaf_spine(2, 3, 2, 1)
+FAT_TREE = fat_tree(4)
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_generated_chains_steer_as_the_model_says(s: Scenario) -> None:
     check_all(s, installed(s))
     for key, flow in s.desired.flows.items():
         assert flow.match == match(**dict(flow.match)), "matches must be canonical (sorted) for diffing"
         assert key == flow.key and key in s.desired.ranks
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_chains_on_generated_leaf_spine_and_fat_tree_fabrics(data: st.DataObject) -> None:
+    topology = data.draw(st.sampled_from([LEAF_SPINE, FAT_TREE]))
+    chains = data.draw(chain_lists(topology))
+    placement = place(topology, chains)
+    ready = data.draw(ready_subsets(placement))
+    s = Scenario(topology, chains, placement, ready, compile_fabric(topology, chains, placement, ready))
+    check_all(s, installed(s))
 
 
 @settings(max_examples=30, deadline=None)
