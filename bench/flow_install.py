@@ -8,8 +8,9 @@ confirmed by barrier replies.  The baseline, in the same run on the same
 one process per bridge, all bridges at once.  Both rates are flows per
 second; the ratio is controller / baseline.  Budget: ratio at least 0.8.
 
-The fabric is the leaf-spine demo with room for 2,000 instances on each
-compute host; each chain has two hops and its own destination port.
+The fabric is fat-tree k=4 (20 switches) with room for 2,000 instances on
+each compute host; each chain has two hops, its own destination port, and
+(mostly) a client and a server in different pods.
 
 The last line printed is one JSON object (see bench/README conventions).
 """
@@ -39,13 +40,13 @@ from topologies.loader import load_topology  # noqa: E402
 CHAINS = 1000
 BUDGET = 0.8
 ROUNDS = 3
-TOPO = Path(__file__).resolve().parent.parent / "topologies" / "leaf-spine.yaml"
+TOPO = Path(__file__).resolve().parent.parent / "topologies" / "fat-tree-k4.yaml"
 
 
-def chain_document(count: int) -> str:
+def chain_document(count: int, hosts: list[str]) -> str:
     out = ["chains:"]
     for i in range(count):
-        src, dst = ("10.0.1.1", "10.0.2.1") if i % 2 else ("10.0.1.2", "10.0.2.2")
+        src, dst = hosts[i % len(hosts)], hosts[(i + 5) % len(hosts)]   # mostly across pods
         out.append(f"""\
   - name: c{i:04d}
     classifier: {{src: {src}/32, dst: {dst}/32, protocol: tcp, dst_port: {1000 + i}}}
@@ -95,7 +96,7 @@ def main() -> int:
     topology = load_topology(TOPO)
     topology = dataclasses.replace(topology, computes=tuple(dataclasses.replace(c, capacity=2 * CHAINS)
                                                             for c in topology.computes))
-    chains = load_chains(chain_document(CHAINS), "<bench>").chains
+    chains = load_chains(chain_document(CHAINS, [str(h.ip.ip) for h in topology.hosts]), "<bench>").chains
     started = time.perf_counter()
     placement = place(topology, chains)
     desired = compile_fabric(topology, chains, placement, placement.by_id())
