@@ -459,3 +459,16 @@ def test_compound_keyword_arguments_accept_any_space() -> None:
     elements, _ = flat("elementclass K { KEY $k | input -> Print($k) -> output }\n"
                        "Idle -> K(KEY\t7) -> Discard")
     assert elements["K@2/Print@1"] == ("Print", "7")
+
+
+def test_variable_expansion_quirks_match_click() -> None:
+    # (both found by differential testing against a Click 2.1 build)
+    # an expansion that leaves nothing leaves the configuration as written
+    elements, _ = flat("define($x ); Idle -> Queue($x) -> Print(${w-}) -> Discard")
+    assert elements["Queue@2"][1] == "$x" and elements["Print@3"][1] == "${w-}"
+    # but text before the expansion keeps it: "a" + "" is "a"
+    elements, _ = flat("define($x ); Idle -> Print(a$x b) -> Discard")
+    assert elements["Print@2"][1] == "a b"
+    # $(name) names a variable too
+    elements, _ = flat("elementclass C { $n | input -> Queue($(n)) -> output } Idle -> C(5) -> Discard")
+    assert elements["C@2/Queue@1"][1] == "5"

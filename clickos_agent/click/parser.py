@@ -1072,62 +1072,91 @@ def _lookup(body: str, env: _Env, depth: int) -> str | None:
     return value
 
 
+def _paren_end(config: str, i: int) -> int:
+    """Index after the ``)`` closing the ``$(`` whose body starts at ``i``, or -1."""
+    level, quote = 1, ""
+    while i < len(config):
+        c = config[i]
+        if c in "'\"":
+            quote = c if not quote else ("" if quote == c else quote)
+        elif c == "\\" and quote != "'":
+            i += 1
+        elif not quote and c in "()":
+            level += 1 if c == "(" else -1
+            if level == 0:
+                return i + 1
+        i += 1
+    return -1
+
+
+def _skip_comment_at(config: str, i: int) -> int:
+    if config[i + 1] == "/":
+        ends = [j for j in (config.find("\n", i), config.find("\r", i)) if j >= 0]
+        return min(ends, default=len(config))
+    close = config.find("*/", i + 2)
+    return len(config) if close < 0 else close + 2
+
+
 def expand_variables(config: str, env: _Env, depth: int = 0) -> str:
-    """Replace ``$name``, ``${name}``, ``${name[N]}`` and ``${name-default}`` (Click's cp_expand).
+    """Replace ``$name``, ``${name}``, ``${name[N]}``, ``${name-default}``, ``$(name)`` (cp_expand).
 
     Nothing is replaced inside single quotes or comments; unknown variables
     stay as written; inside double quotes the value is escaped so that it
-    stays one quoted string.
+    stays one quoted string.  As in Click, if everything up to the last
+    replacement comes out empty, the configuration is left unexpanded.
     """
     if "$" not in config or depth > 10:
         return config
     out: list[str] = []
+    length = expanded_length = 0     # output length now, and just after the last replacement
     i, n = 0, len(config)
     quote = ""
     while i < n:
         c = config[i]
+        piece = c
+        step = 1
         if c == "\\" and quote == '"' and i + 1 < n:
-            out.append(config[i:i + 2])
-            i += 2
-            continue
-        if c in "'\"":
+            piece, step = config[i:i + 2], 2
+        elif c in "'\"":
             quote = c if not quote else ("" if quote == c else quote)
         elif c == "/" and not quote and config[i + 1:i + 2] in ("/", "*"):
-            end = len(config) if config[i + 1] == "/" else config.find("*/", i + 2)
-            if config[i + 1] == "/":
-                newline = min((config.find(x, i) for x in "\n\r" if config.find(x, i) >= 0),
-                              default=n)
-                end = newline
-            else:
-                end = n if end < 0 else end + 2
-            out.append(config[i:end])
-            i = end
-            continue
-        if c != "$" or quote == "'" or i + 1 >= n:
-            out.append(c)
-            i += 1
-            continue
-        value: str | None = None
-        end = i + 1
-        if config[i + 1] == "{":
-            close = config.find("}", i + 2)
-            if close >= 0:
+            end = _skip_comment_at(config, i)
+            piece, step = config[i:end], end - i
+        elif c == "$" and quote != "'" and i + 1 < n:
+            value: str | None = None
+            end = i + 1
+            if config[i + 1] == "{":
+                close = config.find("}", i + 2)
+                if close < 0:
+                    break           # Click stops expanding here
                 value = _lookup(config[i + 2:close], env, depth)
                 end = close + 1
-        else:
-            while end < n and config[end].isascii() and (config[end].isalnum() or config[end] == "_"):
-                end += 1
-            if end > i + 1:
-                value = _lookup(config[i + 1:end], env, depth)
-        if value is None:
-            out.append(c)
-            i += 1
-            continue
-        if quote == '"':
-            value = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-        out.append(value)
-        i = end
-    return "".join(out)
+            elif config[i + 1] == "(":
+                end = _paren_end(config, i + 2)
+                if end < 0:
+                    break
+                name = config[i + 2:end - 1]
+                if "$" in name:
+                    name = expand_variables(name, env, depth + 1)
+                value = env.lookup(name)
+                if value is not None:
+                    value = expand_variables(value, env, depth + 1)
+            else:
+                while end < n and config[end].isascii() and (config[end].isalnum() or config[end] == "_"):
+                    end += 1
+                if end > i + 1:
+                    value = _lookup(config[i + 1:end], env, depth)
+            if value is not None:
+                if quote == '"':
+                    value = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+                piece, step = value, end - i
+                expanded_length = length + len(value)
+        out.append(piece)
+        length += len(piece)
+        i += step
+    if expanded_length == 0:
+        return config
+    return "".join(out) + config[i:]
 
 
 def assign_arguments(args: list[str], formals: list[tuple[str, str]]) -> list[str] | None:
