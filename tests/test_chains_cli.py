@@ -9,7 +9,8 @@ import os
 import jsonschema
 import pytest
 
-from chains.loader import find_overlaps, load_chain_file
+from chains.export import chainset_to_data
+from chains.loader import chainset_from_data, find_overlaps, load_chain_file
 from chains.schema import json_schema
 from chains.yamlsrc import plain_load
 from controller.cli import main as clicksteer
@@ -117,3 +118,11 @@ def test_examples_cover_the_catalog_and_the_options():
     assert {chain.classifier.protocol for chain in chains} >= {1, 6, 17}
     web = next(chain for chain in chains if chain.name == "web")
     assert [hop.function for hop in web.hops] == ["firewall", "monitor", "rate-limiter"]
+
+
+def test_examples_round_trip_through_json():
+    for path in EXAMPLES:
+        chainset = load_chain_file(path)
+        data = json.loads(json.dumps(chainset_to_data(chainset)))
+        assert chainset_from_data(data) == chainset, path
+        jsonschema.validate(data, json_schema())
