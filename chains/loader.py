@@ -26,7 +26,7 @@ from chains.catalog import CATALOG, check_custom_click, validate_params
 from chains.errors import ConfigError, Problem
 from chains.fields import Issue, check_keys, format_path
 from chains.model import Chain, ChainSet, Classifier, CustomFunction, Hop, Scaling
-from chains.yamlsrc import YDict, YList, load_yaml, read_yaml
+from chains.yamlsrc import YDict, YList, load_yaml_keep_going, read_text
 
 Path = tuple[str | int, ...]
 
@@ -44,13 +44,13 @@ MAX_INSTANCES = 1000
 def load_chains(text: str, filename: str) -> ChainSet:
     """Parse and validate a YAML chain document; ConfigError with every problem otherwise."""
     with _no_gc():
-        return chainset_from_data(load_yaml(text, filename), filename)
+        data, problems = load_yaml_keep_going(text, filename)
+        return _validate(data, filename, problems)
 
 
 def load_chain_file(path: str) -> ChainSet:
     """Read, parse and validate a chain file."""
-    with _no_gc():
-        return chainset_from_data(read_yaml(path), path)
+    return load_chains(read_text(path), path)
 
 
 @contextlib.contextmanager
@@ -68,10 +68,15 @@ def _no_gc() -> Iterator[None]:
 
 def chainset_from_data(data: Any, filename: str = "<request>") -> ChainSet:
     """Validate parsed data (from chains.yamlsrc, or plain JSON) and build the ChainSet."""
+    return _validate(data, filename, [])
+
+
+def _validate(data: Any, filename: str, problems: list[Problem]) -> ChainSet:
+    """The ChainSet, or ConfigError with ``problems`` (found while reading) and the checker's."""
     checker = _Checker(data, filename)
     chainset = checker.document()
-    if checker.problems:
-        raise ConfigError(checker.problems)
+    if problems or checker.problems:
+        raise ConfigError([*problems, *checker.problems])
     assert chainset is not None
     return chainset
 

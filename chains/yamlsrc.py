@@ -443,14 +443,24 @@ def load_yaml(text: str, filename: str) -> Any:
     An empty document loads as None.  Tabs used for indentation, unclosed
     brackets and the like become one Problem at the place libyaml points to.
     """
+    value, problems = load_yaml_keep_going(text, filename)
+    if problems:
+        raise ConfigError(problems)
+    return value
+
+
+def load_yaml_keep_going(text: str, filename: str) -> tuple[Any, list[Problem]]:
+    """Like load_yaml, but problems that still leave a usable document (duplicate keys,
+    which keep their first value; impossible values, which become null) are returned
+    rather than raised, so that a validator can report them together with its own."""
     try:
-        return _fast_load(text)
+        return _fast_load(text), []
     except _Fallback:
         pass
     return _libyaml_load(text, filename)
 
 
-def _libyaml_load(text: str, filename: str) -> Any:
+def _libyaml_load(text: str, filename: str) -> tuple[Any, list[Problem]]:
     """The document via libyaml: any YAML, and the authority on errors."""
     try:
         node = yaml.compose(text, Loader=_Loader)
@@ -468,7 +478,7 @@ def _libyaml_load(text: str, filename: str) -> Any:
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(filename, 1, 1, f"invalid YAML: {exc}")]) from None
     if node is None:
-        return None
+        return None, []
     converter = _Converter(filename)
     try:
         value = converter.convert(node)
@@ -476,19 +486,21 @@ def _libyaml_load(text: str, filename: str) -> Any:
         mark = exc.problem_mark
         raise ConfigError([Problem(filename, mark.line + 1 if mark else 1, mark.column + 1 if mark else 1,
                                    f"invalid YAML: {exc.problem}")]) from None
-    if converter.problems:
-        raise ConfigError(converter.problems)
-    return value
+    return value, converter.problems
+
+
+def read_text(path: str) -> str:
+    """A file's text; unreadable files are a ConfigError too."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(path, 1, 1, f"cannot read file: {exc}")]) from None
 
 
 def read_yaml(path: str) -> Any:
-    """Read and parse a YAML file; unreadable files are a ConfigError too."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(path, 1, 1, f"cannot read file: {exc}")]) from None
-    return load_yaml(text, path)
+    """Read and parse a YAML file."""
+    return load_yaml(read_text(path), path)
 
 
 def plain_load(text: str) -> Any:

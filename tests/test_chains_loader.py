@@ -133,7 +133,22 @@ def test_duplicate_yaml_keys():
 chains:
   - name: web
     name: web2
-""") == [(3, 5, "", "duplicate key 'name' (first at line 2, column 5)")]
+""") == [
+        (2, 5, "chains[0]", "missing required key 'classifier'"),
+        (2, 5, "chains[0]", "missing required key 'hops'"),
+        (3, 5, "", "duplicate key 'name' (first at line 2, column 5)"),
+    ]
+
+
+def test_duplicate_yaml_keys_are_reported_with_the_other_problems():
+    text = WEB.replace("    hops:", "    priority: 5\n    priority: 6\n    hops:").replace("tcp, dst_port: 80}\n    p",
+                                                                               "tcp, dst_port: 99999}\n    p")
+    assert where(text) == [(4, 79, "chains[0].classifier.dst_port"), (6, 5, "")]
+    # the first of two duplicates is the one that counts
+    with pytest.raises(ConfigError) as caught:
+        load_chains(text.replace("99999", "80") + "  - {name: x, classifier: {}, hops: [{name: a, function: nat}]}\n",
+                    "t.yaml")
+    assert [p.path for p in caught.value.problems] == ["", "chains[1].hops[0].params"]
 
 
 def test_duplicate_chain_names():
