@@ -71,7 +71,8 @@ class Instance:
 class ChainStatus:
     state: str = PENDING
     reason: str = ""
-    switch_error: str = ""           # sticky until the chain is replaced
+    switch_error: str = ""           # sticky until the chain is replaced or that switch is resynced
+    switch_error_dpid: int | None = None
     since: float = field(default_factory=time.time)
 
 
@@ -375,7 +376,7 @@ class ChainService:
         for error in result.errors:
             name = self._chain_of(error.message)
             if name is not None and name in self.status:
-                self.status[name].switch_error = f"switch {error.dpid:#x} refused a flow: {error.reason}"
+                self._switch_error(name, error.dpid, f"switch {error.dpid:#x} refused a flow: {error.reason}")
             else:
                 log.error("switch %#x: %s (no chain)", error.dpid, error.reason)
         silent = result.unconfirmed & set(self.connected)
@@ -386,7 +387,7 @@ class ChainService:
                 fields_ = cookies.decode(flow.cookie) if flow.dpid in silent else None
                 name = names.get(fields_.chain_id) if fields_ else None
                 if name in self.status:
-                    self.status[name].switch_error = f"switch {flow.dpid:#x} did not confirm its flows"
+                    self._switch_error(name, flow.dpid, f"switch {flow.dpid:#x} did not confirm its flows")
         missing = {s.name for s in self.topology.switches if s.dpid not in self.connected}
         for name, chain in self.chains.items():
             status = self.status[name]
@@ -408,6 +409,10 @@ class ChainService:
                 status.state, status.reason, status.since = state, reason, self.now()
         self._changed.notify_all()
 
+    def _switch_error(self, name: str, dpid: int, reason: str) -> None:
+        status = self.status[name]
+        status.switch_error, status.switch_error_dpid = reason, dpid
+
     # ---- southbound hooks (called by the os-ken application's threads) ----------------------
 
     def switch_up(self, dpid: int, ports: Mapping[int, str]) -> None:
@@ -420,7 +425,13 @@ class ChainService:
             self.port_problems[dpid] = problems
             if self.southbound is None:
                 return
-            self._update_status(self._send(resync(self.installed, dpid)))
+            result = self._send(resync(self.installed, dpid))
+            if not result.errors and dpid not in result.unconfirmed:
+                # The switch now holds exactly what is installed: its earlier refusals are moot.
+                for status in self.status.values():
+                    if status.switch_error_dpid == dpid:
+                        status.switch_error, status.switch_error_dpid = "", None
+            self._update_status(result)
 
     def switch_down(self, dpid: int) -> None:
         with self._lock:

@@ -280,3 +280,19 @@ def test_a_switch_that_does_not_confirm_puts_its_chains_in_error(setup: Any) -> 
     boot_all(service, agent, ["web"])
     view = service.chain_view("web")
     assert view["state"] == "error" and "did not confirm" in view["reason"]
+
+
+def test_a_resync_clears_the_errors_of_that_switch(setup: Any) -> None:
+    service, agent, switches = setup
+    leaf1 = service.topology.switch_by_name["leaf1"].dpid
+    original = switches.send
+    switches.send = lambda messages: SendResult(unconfirmed={leaf1}) if messages else SendResult()
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    for thread in threading.enumerate():   # the chain is in error at once: wait for its instances anyway
+        if thread.name == "boot-all":
+            thread.join()
+    assert service.chain_view("web")["state"] == "error"
+    switches.send = original
+    service.switch_up(leaf1, {n: f"p{n}" for n in range(1, 6)})
+    assert service.chain_view("web")["state"] == "active"
