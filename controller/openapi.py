@@ -71,7 +71,9 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "properties": {"name": {"type": "string"}, "function": {"type": "string"},
                                "instances": {"type": "array", "items": _ref("HopInstance")}}}},
-            "path": {"description": "the switches and ports the chain's traffic takes"},
+            "path": {"type": "array", "items": {"type": "string"},
+                     "description": "host, switches and instances the forward traffic crosses, in order"},
+            "steering": {"type": "string", "description": "how the chain is steered now (from the compiler)"},
         },
     },
     "Instance": {
@@ -81,7 +83,9 @@ SCHEMAS: dict[str, Any] = {
                        "compute": {"type": "string"}, "function": {"type": "string"},
                        "mac": {"type": "string"}, "label": {"type": "integer"},
                        "state": {"type": "string", "enum": ["booting", "running", "failed"]},
-                       "reason": {"type": "string"}},
+                       "reason": {"type": "string"},
+                       "retiring": {"type": "boolean",
+                                    "description": "replaced by a new config; serves until its successor runs"}},
     },
     "Topology": {
         "type": "object",

@@ -125,7 +125,7 @@ def to_osken(message: Message, datapath: Any) -> Any:
 
 
 def error_text(msg: Any) -> str:
-    """A switch error as words: ``OFPET_BAD_MATCH/OFPBMC_BAD_FIELD``."""
+    """A switch error as words: ``OFPET_BAD_ACTION(2)/OFPBAC_BAD_OUT_GROUP(9)``."""
     try:
         return f"{ofp.ofp_error_type_to_str(msg.type)}/{ofp.ofp_error_code_to_str(msg.type, msg.code)}"
     except (KeyError, ValueError):
@@ -155,6 +155,7 @@ class _Pending:
         self.outstanding: set[tuple[int, int]] = set()
         self.done = threading.Event()
         self.errors: list[SwitchError] = []
+        self.lost: set[int] = set()          # switches that left before answering
 
 
 class ClickSteerApp(app_manager.OSKenApp):
@@ -285,6 +286,7 @@ class ClickSteerApp(app_manager.OSKenApp):
             for key in [k for k, (_, p) in self._sent.items() if p is pending]:
                 del self._sent[key]
         result.errors += pending.errors
+        result.unconfirmed |= pending.lost
         return result
 
     def _fail_waits(self, dpid: int) -> None:
@@ -292,8 +294,9 @@ class ClickSteerApp(app_manager.OSKenApp):
         with self._lock:
             for key in [k for k in self._barriers if k[0] == dpid]:
                 pending = self._barriers.pop(key)
-                if not pending.done.is_set():
-                    pending.errors.append(SwitchError(dpid, None, "the switch disconnected"))
+                pending.outstanding.discard(key)
+                pending.lost.add(dpid)
+                if not pending.outstanding:
                     pending.done.set()
 
 
