@@ -155,7 +155,7 @@ class _Dispatcher(Element):
 
     def push(self, port: int, packet: Packet) -> None:
         out = self._match(packet)
-        if 0 <= out < len(self.out):
+        if out >= 0:
             self.out[out](packet)
 
 
@@ -182,7 +182,7 @@ class Classifier(_Dispatcher):
 
         def push(packet: Packet) -> None:
             out = fn(packet.buf, packet.off)
-            if 0 <= out < len(outs):
+            if out >= 0:    # outputs are checked at configure; -1 drops
                 outs[out](packet)
         return push
 
@@ -209,7 +209,7 @@ class IPFilter(_Dispatcher):
         def push(packet: Packet) -> None:
             ip_off = packet.ip_off
             out = el._fn(packet.buf, packet.off if ip_off is None else ip_off, packet)
-            if 0 <= out < len(outs):
+            if out >= 0:    # outputs are checked at configure; -1 drops
                 outs[out](packet)
         return push
 

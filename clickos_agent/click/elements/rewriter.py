@@ -328,8 +328,8 @@ def _parse_ports(words: list[str]) -> tuple[int, int]:
 class Flow:
     """One mapping: the forward key, the reply key, and how to rewrite each direction."""
 
-    __slots__ = ("spec", "tcp", "key", "rkey", "outputs", "headers", "ip_delta",
-                 "l4_delta", "expiry", "guaranteed", "tflags")
+    __slots__ = ("spec", "tcp", "key", "rkey", "outputs", "headers", "csum_adds",
+                 "expiry", "guaranteed", "tflags")
 
     def __init__(self, spec: InputSpec, tcp: bool, key: bytes, rewritten: bytes,
                  expiry: float, guaranteed: bool) -> None:
@@ -345,21 +345,19 @@ class Flow:
         delta = 0
         for k in range(4):
             delta = _update_cksum(delta, old[k], new[k])
-        self.ip_delta = delta
+        ip_delta = delta
         for k in range(4, 6):
             delta = _update_cksum(delta, old[k], new[k])
-        self.l4_delta = delta
+        # Click adds ~delta going forward and delta in reply (update_csum),
+        # as a halfword replacing 0: here the constant part of that sum, or
+        # None when there is nothing to change
+        self.csum_adds = tuple(
+            (None if not ip_delta else 0xFFFF + (ip_delta if reply else ~ip_delta & 0xFFFF),
+             None if not delta else 0xFFFF + (delta if reply else ~delta & 0xFFFF))
+            for reply in (False, True))
         self.expiry = expiry
         self.guaranteed = guaranteed
         self.tflags = 0
-
-
-def _apply_delta(b: bytearray, at: int, delta: int, reply: bool) -> None:
-    """Click's IPRewriterFlow::update_csum on the checksum at ``b[at:at+2]``."""
-    if delta:
-        csum = _update_cksum(b[at] << 8 | b[at + 1], 0, delta if reply else ~delta & 0xFFFF)
-        b[at] = csum >> 8
-        b[at + 1] = csum & 0xFF
 
 
 class FlowMap(dict[bytes, tuple[Flow, bool]]):
@@ -529,19 +527,22 @@ class IPRewriter(Element):
 
     def push(self, port: int, packet: Packet) -> None:
         b = packet.buf
-        i = packet.ip_off if packet.ip_off is not None else packet.off
-        if len(b) - i < 20:
+        i = packet.ip_off
+        if i is None:
+            i = packet.off
+        n = len(b)
+        if n - i < 20:
             proto = t = 0
         else:
             proto = b[i + 9]
             t = i + ((b[i] & 15) << 2)
-        if (proto != 6 and proto != 17) or (b[i + 6] & 0x1F) or b[i + 7] or len(b) - t < 8:
+        if (proto != 6 and proto != 17) or (b[i + 6] & 0x1F) or b[i + 7] or n - t < 8:
             # not a first TCP/UDP fragment with ports: only 'pass' inputs forward it
             spec = self.specs[port]
             if spec.kind == "nochange":
                 self.out[spec.foutput](packet)
             return
-        key = bytes(b[i + 12:i + 20]) + bytes(b[t:t + 4])
+        key = bytes(b[i + 12:i + 20]) + b[t:t + 4]
         table = self.tcp_map if proto == 6 else self.udp_map
         now = self.clock()
         if now >= self.next_reap:
@@ -559,8 +560,8 @@ class IPRewriter(Element):
                 return
             entry = (flow, False)
         flow, reply = entry
-        self._apply(flow, reply, packet, b, i, t, proto)
-        if flow.tcp:
+        self._apply(flow, reply, packet, b, i, t, n)
+        if proto == 6:
             if self.tcp_guarantee:
                 flow.expiry, flow.guaranteed = now + self.tcp_guarantee, True
             else:
@@ -570,6 +571,47 @@ class IPRewriter(Element):
         else:
             flow.expiry, flow.guaranteed = now + self._udp_timeout(flow), False
         self.out[flow.outputs[reply]](packet)
+
+    def _apply(self, flow: Flow, reply: bool, packet: Packet, b: bytearray, i: int, t: int,
+               n: int) -> None:
+        """Rewrite addresses, ports and checksums (Click's TCPFlow/UDPFlow::apply).
+
+        Checksums change incrementally by Click's precomputed deltas, so a
+        wrong checksum stays wrong just as in Click.
+        """
+        header = flow.headers[reply]
+        b[i + 12:i + 20] = header[0:8]
+        if self.dst_anno:
+            packet.dst_ip = header[4:8]
+        ip_add, l4_add = flow.csum_adds[reply]
+        if ip_add is not None:
+            c = (~(b[i + 10] << 8 | b[i + 11]) & 0xFFFF) + ip_add
+            c = (c & 0xFFFF) + (c >> 16)
+            c = ~(c + (c >> 16)) & 0xFFFF
+            b[i + 10] = c >> 8
+            b[i + 11] = c & 0xFF
+        if flow.tcp:
+            if n - t < 18:
+                return
+            b[t:t + 4] = header[8:12]
+            at = t + 16
+            self._track_tcp(flow, reply, b, i, t)
+        else:
+            b[t:t + 4] = header[8:12]
+            # Click's UDP state: bit 0 a reply was seen, then 2 per packet up to 6
+            if reply:
+                flow.tflags |= 1
+            if flow.tflags < 6:
+                flow.tflags += 2
+            if not (b[t + 6] or b[t + 7]):      # a zero UDP checksum means none
+                return
+            at = t + 6
+        if l4_add is not None:
+            c = (~(b[at] << 8 | b[at + 1]) & 0xFFFF) + l4_add
+            c = (c & 0xFFFF) + (c >> 16)
+            c = ~(c + (c >> 16)) & 0xFFFF
+            b[at] = c >> 8
+            b[at + 1] = c & 0xFF
 
     def _rewrite(self, spec: InputSpec, key: bytes, table: FlowMap) -> bytes | int:
         """Click's IPRewriterInput::rewrite_flowid: a rewritten key, an output, or DROP."""
@@ -609,31 +651,6 @@ class IPRewriter(Element):
                 return None
         table.rebalance()
         return flow
-
-    def _apply(self, flow: Flow, reply: bool, packet: Packet, b: bytearray, i: int, t: int,
-               proto: int) -> None:
-        """Rewrite addresses, ports and checksums (Click's TCPFlow/IPRewriterFlow::apply)."""
-        header = flow.headers[reply]
-        b[i + 12:i + 20] = header[0:8]
-        if self.dst_anno:
-            packet.dst_ip = header[4:8]
-        _apply_delta(b, i + 10, flow.ip_delta, reply)
-        tlen = len(b) - t
-        if proto == 6:
-            if tlen < 18:
-                return
-            b[t:t + 4] = header[8:12]
-            _apply_delta(b, t + 16, flow.l4_delta, reply)
-            self._track_tcp(flow, reply, b, i, t)
-        else:
-            b[t:t + 4] = header[8:12]
-            if b[t + 6] or b[t + 7]:      # a zero UDP checksum means none
-                _apply_delta(b, t + 6, flow.l4_delta, reply)
-            # Click's UDP state: bit 0 a reply was seen, then 2 per packet up to 6
-            if reply:
-                flow.tflags |= 1
-            if flow.tflags < 6:
-                flow.tflags += 2
 
     @staticmethod
     def _track_tcp(flow: Flow, reply: bool, b: bytearray, i: int, t: int) -> None:
