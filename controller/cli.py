@@ -12,6 +12,7 @@ import sys
 from chains import cli as chains_cli
 from clickos_agent import cli as agent_cli
 from controller import commands as controller_cli
+from controller import demo as demo_cli
 from topologies import cli as topology_cli
 
 
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="clicksteer",
         description="Steer traffic through chains of ClickOS middleboxes.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for part in (chains_cli, topology_cli, agent_cli, controller_cli):
+    for part in (chains_cli, topology_cli, agent_cli, controller_cli, demo_cli):
         part.register(subparsers)
     return parser
 
