@@ -95,6 +95,7 @@ class _Fallback(Exception):
 
 
 _MISSING = object()
+_NOT_A_KEY, _KEY, _KEY_AND_PLAIN = 0, 1, 2      # kinds of line (see _FastReader.line_key)
 _BLOCK_PLAIN_BAD_START = set("&*!|>%@`?:,[]{}#'\"-")   # what cannot start a one-line plain scalar here
 # A key made of common characters followed by ": " or ":" at the end: most keys, found in one step.
 _SIMPLE_KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_./-]*) *:(?= |$)")
@@ -121,7 +122,7 @@ class _FastReader:
             raise _Fallback
         self.scalars = scalars
         self.cache = cache
-        self.line_cache: dict[str, tuple[int, Any, Any, int]] = {}
+        self.line_cache: dict[str, tuple[int, int, Any, Any, int]] = {}
         # flat flow collections seen before: line -> (column, items as (key, key col, value, value col))
         self.flow_cache: dict[str, tuple[int, list[tuple[Any, int, Any, int]] | None]] = {}
         # (0-based line number, indent, text) of each line that holds something
@@ -150,7 +151,7 @@ class _FastReader:
         _, _, line = self.lines[at]
         if line.startswith("-", col) and (len(line) == col + 1 or line[col + 1] == " "):
             return self.sequence(at, col)
-        if self.split_key(line, col) is not None:
+        if self.line_key(line, col)[1] != _NOT_A_KEY:
             return self.mapping(at, col)
         raise _Fallback
 
@@ -168,30 +169,16 @@ class _FastReader:
                 if indent > col:
                     raise _Fallback
             first = False
-            # The common "key: plain value" line, in one step; chain files repeat many
-            # lines ("function: monitor"), so the outcome is remembered per line.
-            simple = lines_seen(line)
-            if simple is None:
-                match = _KEY_VALUE.match(line, col)
-                simple = (col, self.plain(match.group(1)), self.plain(match.group(2)), match.start(2) + 1) \
-                    if match else (col, _MISSING, None, 0)
-                self.line_cache[line] = simple
-            if simple[0] == col and simple[1] is not _MISSING:
-                _, key, value, value_col = simple
-                if key in out:
-                    raise _Fallback
-                out.key_pos[key] = (number + 1, col + 1)
-                out.value_pos[key] = (number + 1, value_col)
+            seen = lines_seen(line)
+            _, kind, key, value, rest = seen if seen is not None and seen[0] == col else self.line_key(line, col)
+            if kind == _NOT_A_KEY or key in out:
+                raise _Fallback      # libyaml reports duplicate keys with both positions
+            out.key_pos[key] = (number + 1, col + 1)
+            if kind == _KEY_AND_PLAIN:    # the common "key: plain value" line, in one step
+                out.value_pos[key] = (number + 1, rest + 1)
                 out[key] = value
                 at += 1
                 continue
-            split = self.split_key(line, col)
-            if split is None:
-                raise _Fallback
-            key, rest = split
-            if key in out or isinstance(key, (dict, list)):
-                raise _Fallback      # libyaml reports duplicates with both positions
-            out.key_pos[key] = (number + 1, col + 1)
             if self.empty_rest(line, rest):
                 at += 1
                 if at == len(self.lines):
@@ -232,7 +219,7 @@ class _FastReader:
                 raise _Fallback              # "-" alone: the item is on later lines (or null)
             if line[item] == "-" and line[item + 1:item + 2] in ("", " "):
                 raise _Fallback              # nested "- - x"
-            if self.split_key(line, item) is not None:
+            if self.line_key(line, item)[1] != _NOT_A_KEY:
                 value, at = self.mapping(at, item)
                 out.item_pos.append((number + 1, item + 1))
             else:
@@ -241,6 +228,21 @@ class _FastReader:
                 at += 1
             out.append(value)
         return out, at
+
+    def line_key(self, line: str, col: int) -> tuple[int, int, Any, Any, int]:
+        """What starts at ``col``: ``(col, kind, key, plain value, column of the value or rest)``.
+
+        Chain files repeat many lines ("function: monitor"), so the answer is
+        remembered per line (its indentation is part of it).
+        """
+        match = _KEY_VALUE.match(line, col)
+        if match is not None:
+            entry = (col, _KEY_AND_PLAIN, self.plain(match.group(1)), self.plain(match.group(2)), match.start(2))
+        else:
+            split = self.split_key(line, col)
+            entry = (col, _NOT_A_KEY, None, None, 0) if split is None else (col, _KEY, split[0], None, split[1])
+        self.line_cache[line] = entry
+        return entry
 
     @staticmethod
     def empty_rest(line: str, col: int) -> bool:
