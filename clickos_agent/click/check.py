@@ -37,6 +37,9 @@ _MANY = 1 << 30         # "no upper bound" in a port count
 
 @dataclass
 class CheckResult:
+    """What ``check`` found.  ``graph`` is the flattened graph (partial when the
+    text has syntax errors); ``ok`` is what Click's verdict would be."""
+
     graph: RouterGraph
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
