@@ -175,6 +175,15 @@ def test_ipfilter_ether_host() -> None:
     assert classify(IPFilter, conf[2:], 3, ip_packet(frame)) is None
 
 
+def test_ether_host_needs_the_mac_header_annotation() -> None:
+    frame = raw(Ether(src="00:01:02:03:04:05") / IP() / UDP())
+    p = Packet(frame, headroom=0)
+    p.ip_off, p.mac_off = 14, 0
+    assert classify(IPFilter, ["allow src 0:1:2:3:4:5"], 1, p) == 0
+    p.mac_off = None
+    assert classify(IPFilter, ["allow src 0:1:2:3:4:5"], 1, p) is None
+
+
 def test_short_packets_like_click_ipfilter_01_to_03() -> None:
     """Click's IPFilter-01..03: a test on missing bytes fails; '!=' fails too; 'not' succeeds."""
     full = Ether() / IP(proto=17) / UDP(sport=0)

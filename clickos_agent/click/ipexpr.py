@@ -1025,7 +1025,7 @@ class _Gen:
     """Turns trees into a Python boolean expression over the packet buffer ``b``.
 
     Locals of the generated function: ``i`` IP header offset, ``t`` transport
-    header offset, ``m`` MAC header offset minus 2 (-1 without one), ``v``
+    header offset, ``m`` MAC header offset minus 2 (None without one), ``v``
     Click's virtual packet length (transport-relative when there is transport
     data).
     """
@@ -1052,7 +1052,7 @@ class _Gen:
         need = Insn(off, x.mask, x.value).required_length()
         if base == OFFSET_MAC:
             # Click reads the MAC header without a length check; ours may be absent
-            return f"(m>=0 and {cmp})"
+            return f"(m is not None and {cmp})"
         if x.short_yes:
             return f"(v<{need} or {cmp})"
         return f"(v>={need} and {cmp})"
@@ -1092,9 +1092,9 @@ def compile_ip_program(patterns: list[tuple[int, Node]]) -> Callable[[bytearray,
     exprs = [(slot, gen.expr(tree)) for slot, tree in patterns]
     if any("b[m+" in expr for _, expr in exprs):
         # MAC offsets count from 2 bytes before the MAC header, as in Click
-        lines.append("    m = -1 if p.mac_off is None else p.mac_off - 2")
+        lines.append("    m = None if p.mac_off is None else p.mac_off - 2")
     for slot, expr in exprs:
-        if expr == "True" or expr == "(v>=0 and True)":
+        if expr == "True":
             lines.append(f"    return {slot}")
             break
         lines.append(f"    if {expr}: return {slot}")
@@ -1113,5 +1113,4 @@ def compile_ip_program(patterns: list[tuple[int, Node]]) -> Callable[[bytearray,
             # read zeros instead of failing
             return fast(b + bytes(OFFSET_TRANSP), i, p)
 
-    match.source = "\n".join(lines)  # type: ignore[attr-defined]
     return match
