@@ -192,6 +192,10 @@ def _body_firewall(config: tuple[list[tuple[str, Match]], str]) -> list[str]:
 
 # ---- rate-limiter ----------------------------------------------------------------------
 
+# Click keeps rates in 32 bits: packets per second, and bytes (not bits) per second.
+_MAX_RATE = {"pps": 0xFFFFFFFF, "bps": 8 * 0xFFFFFFFF}
+
+
 def _parse_rate_limiter(params: Mapping[str, Any]) -> tuple[Any, list[Issue]]:
     issues = check_keys(params, ("pps", "bps"))
     given = [key for key in ("pps", "bps") if key in params]
@@ -201,7 +205,11 @@ def _parse_rate_limiter(params: Mapping[str, Any]) -> tuple[Any, list[Issue]]:
         return None, issues
     unit = given[0]
     try:
-        return (unit, fields.rate(params[unit])), issues
+        amount = fields.rate(params[unit])
+        if amount > _MAX_RATE[unit]:
+            raise ValueError(f"{amount} {unit} is more than Click's rate splitters take "
+                             f"(at most {_MAX_RATE[unit]:,} {unit})")
+        return (unit, amount), issues
     except ValueError as exc:
         return None, [*issues, Issue((unit,), str(exc))]
 

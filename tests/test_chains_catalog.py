@@ -121,6 +121,8 @@ def test_click_patterns(fields, pattern):
     ("rate-limiter", {}, [Issue((), "give exactly one of pps (packets per second) or bps (bits per second)")]),
     ("nat", {"address": "10.0.0.1", "ports": "0-100"},
      [Issue(("ports",), "NAT ports must be a range within 1-65535, such as \"1024-65535\"")]),
+    ("rate-limiter", {"bps": "40G"},
+     [Issue(("bps",), "40000000000 bps is more than Click's rate splitters take (at most 34,359,738,360 bps)")]),
     ("ids", {"signatures": []}, [Issue(("signatures",), "give at least one signature")]),
     ("ids", {"signatures": [5]}, [Issue(("signatures", 0), "expected a signature (a mapping), got an integer")]),
     ("firewall", {"rules": {}}, [Issue(("rules",), "expected a list of rules, got a mapping")]),
