@@ -209,7 +209,7 @@ def _base(topology: Topology) -> tuple[dict[FlowKey, Flow], dict[FlowKey, int]]:
         add(Flow(target, TABLE_FORWARD, PRIO_FORWARD, to_arp, (Output(host.port),), None, normal), 0)
         distances = fabric.distances(host.switch)
         for switch, nxt in fabric.next_hops(host.switch).items():
-            out = (Output(fabric.port(switch, nxt)),)
+            out = fabric.output_to(switch, nxt)
             rank = distances[switch]
             add(Flow(dpid[switch], TABLE_FORWARD, PRIO_FORWARD, to_ip, out, None, normal), rank)
             add(Flow(dpid[switch], TABLE_FORWARD, PRIO_FORWARD, to_arp, out, None, normal), rank)
@@ -328,6 +328,7 @@ class _ChainCompiler:
     def __init__(self, fabric: Fabric, desired: Desired) -> None:
         self.fabric = fabric
         self.desired = desired
+        self.flows, self.ranks = desired.flows, desired.ranks
         self.dpid = {s.name: s.dpid for s in fabric.topology.switches}
         self.compute = fabric.topology.compute_by_name
         n = len(fabric.topology.switches)
@@ -339,15 +340,15 @@ class _ChainCompiler:
 
     def add(self, flow: Flow, rank: int) -> None:
         key = (flow.dpid, flow.table_id, flow.priority, flow.match)
-        known = self.desired.flows.setdefault(key, flow)
+        known = self.flows.setdefault(key, flow)
         if known is flow:
-            self.desired.ranks[key] = rank
+            self.ranks[key] = rank
             return
         if known != flow:
             # Two chains claim the same packets at the same priority (the chain loader refuses those).
             raise PlanError(self.current, f"its flow {flow} clashes with {known}")
-        if rank > self.desired.ranks[key]:
-            self.desired.ranks[key] = rank
+        if rank > self.ranks[key]:
+            self.ranks[key] = rank
 
     def chain(self, chain: Chain, placement: Placement, ready: Collection[str], level: int) -> None:
         self.current = chain.name
@@ -493,7 +494,7 @@ class _ChainCompiler:
                 self.add(Flow(dpid, TABLE_STEER, PRIO_DELIVER, by_label, actions, None, cookie), self.rank_label)
                 return
             nxt = hops[switch]
-            self.add(Flow(dpid, TABLE_STEER, PRIO_DELIVER, by_label, (Output(self.fabric.port(switch, nxt)),),
+            self.add(Flow(dpid, TABLE_STEER, PRIO_DELIVER, by_label, self.fabric.output_to(switch, nxt),
                           None, cookie), self.rank_label + distances[switch])
             switch = nxt
 

@@ -18,6 +18,7 @@ from functools import lru_cache
 import networkx as nx
 
 from controller.core.errors import PlanError
+from controller.core.ofmsg import Output
 from topologies.model import Host, Topology
 
 
@@ -29,6 +30,7 @@ class Fabric:
         self.graph = nx.Graph()
         self.graph.add_nodes_from(sorted(s.name for s in topology.switches))
         self._ports: dict[tuple[str, str], int] = {}
+        self._outputs: dict[tuple[str, str], tuple[Output]] = {}
         for link in topology.links:
             self.graph.add_edge(link.a, link.b)
             self._ports[link.a, link.b] = link.a_port
@@ -84,6 +86,13 @@ class Fabric:
     def port(self, switch: str, neighbour: str) -> int:
         """The port of ``switch`` that faces ``neighbour``."""
         return self._ports[switch, neighbour]
+
+    def output_to(self, switch: str, neighbour: str) -> tuple[Output]:
+        """The actions "send to ``neighbour``" at ``switch``, shared by every flow that needs them."""
+        found = self._outputs.get((switch, neighbour))
+        if found is None:
+            found = self._outputs[switch, neighbour] = (Output(self._ports[switch, neighbour]),)
+        return found
 
     def hosts_in(self, network: ipaddress.IPv4Network) -> tuple[Host, ...]:
         """The hosts whose address lies in ``network``, by address (a bisect, not a scan)."""
