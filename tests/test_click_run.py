@@ -330,3 +330,16 @@ def test_an_inactive_source_does_not_keep_an_until_done_run_going(tmp_path: Path
     router.run()
     assert router.read_handler("c.count") == "2"
     router.cleanup()
+
+
+def test_an_element_exception_drops_the_packet_and_the_router_keeps_going(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    short = FRAME[:16]          # DecIPTTL after MarkIPHeader(14) reads beyond this frame
+    write_pcap(str(tmp_path / "in.pcap"), [FRAME, short, FRAME])
+    router = Router.from_text(f"src :: FromDump({tmp_path}/in.pcap) -> MarkIPHeader(14) "
+                              "-> DecIPTTL(ACTIVE true) -> c :: Counter -> Discard")
+    router.run()
+    assert router.errors == 1
+    assert router.read_handler("src.count") == "3"
+    assert "packet dropped" in capfd.readouterr().err
+    router.cleanup()

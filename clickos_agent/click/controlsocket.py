@@ -158,6 +158,9 @@ class _Connection:
             else:
                 self.messages(UNSPECIFIED, f"Read handler '{name}' error", [str(e)])
             return
+        except Exception as e:  # noqa: BLE001 - a handler's bug is the caller's error, not ours
+            self.messages(UNSPECIFIED, f"Read handler '{name}' error", [f"{type(e).__name__}: {e}"])
+            return
         payload = value.encode("utf-8", "surrogateescape")
         self.send(f"{OK} Read handler '{name}' OK\r\nDATA {len(payload)}\r\n".encode()
                   + payload)
@@ -171,6 +174,10 @@ class _Connection:
                 self.message(code, str(e))
             else:
                 self.messages(HANDLER_ERROR, f"Write handler '{name}' error", [str(e)])
+            return
+        except Exception as e:  # noqa: BLE001 - a handler's bug is the caller's error, not ours
+            self.messages(HANDLER_ERROR, f"Write handler '{name}' error",
+                          [f"{type(e).__name__}: {e}"])
             return
         self.message(OK, f"Write handler '{name}' OK")
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import heapq
 import os
 import selectors
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from functools import partial
 
@@ -85,6 +87,7 @@ class Router:
         self._timers: list[float] = []
         self._selector = selectors.DefaultSelector()
         self._live_sources = 0
+        self.errors = 0         # exceptions raised by elements while running
         self._stop = False
         self._stopped_by_config = False
         self._initialized = False
@@ -384,22 +387,33 @@ class Router:
         tick = CLOCK.tick
         passes = 0
         while not self._stop:
-            tick()
-            worked = False
-            for task in tasks:
-                if task():
-                    worked = True
-            if worked:
-                passes += 1
-                # keep the control socket and devices served while busy
-                if passes & 15 == 0:
-                    self._poll(0)
-                continue
-            if until_done and self._live_sources <= 0 and not self._timers:
-                break
-            self._poll(self._next_timeout())
+            try:
+                tick()
+                worked = False
+                for task in tasks:
+                    if task():
+                        worked = True
+                if worked:
+                    passes += 1
+                    # keep the control socket and devices served while busy
+                    if passes & 15 == 0:
+                        self._poll(0)
+                    continue
+                if until_done and self._live_sources <= 0 and not self._timers:
+                    break
+                self._poll(self._next_timeout())
+            except Exception:  # noqa: BLE001 - one bad packet must not kill an instance
+                self._report_error()
         if self._stopped_by_config:
             self._drain_sinks()
+
+    def _report_error(self) -> None:
+        """Log an element's exception (the packet in flight is lost) and keep running."""
+        self.errors += 1
+        if self.errors <= 10 or self.errors % 1000 == 0:
+            print(f"click runtime: error {self.errors} while forwarding (packet dropped):",
+                  file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
 
     def _drain_sinks(self) -> None:
         """Let pull-driven sinks empty queues after a stop, as Click's last task round does."""

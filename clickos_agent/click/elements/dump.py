@@ -298,23 +298,26 @@ class FromDump(Element):
         """The common case of ``_run`` without per-record checks (the fast path)."""
         read = self._reader.read  # type: ignore[union-attr]
         n = 0
-        while n < burst:
-            record = read()
-            if record is None:
-                self._finish()
-                break
-            ts, data, orig_len = record
-            if orig_len < len(data):
-                # a capture length beyond the wire length (tcptrace files): Click cuts it
-                data = data[:orig_len]
-            packet = Packet(data, ts_ns=ts)
-            packet.mac_off = packet.off
-            if orig_len > len(data):
-                packet.extra_len = orig_len - len(data)
-            n += 1
-            out(packet)
-        # counted once per burst: handlers only run between task runs
-        self.count += n
+        try:
+            while n < burst:
+                record = read()
+                if record is None:
+                    self._finish()
+                    break
+                ts, data, orig_len = record
+                if orig_len < len(data):
+                    # a capture length beyond the wire length (tcptrace files): Click cuts it
+                    data = data[:orig_len]
+                packet = Packet(data, ts_ns=ts)
+                packet.mac_off = packet.off
+                if orig_len > len(data):
+                    packet.extra_len = orig_len - len(data)
+                n += 1
+                out(packet)
+        finally:
+            # counted once per burst (handlers only run between task runs), even
+            # when an element downstream raised
+            self.count += n
         return n > 0
 
     def pull_callable(self, port: int) -> Callable[[], Packet | None]:
