@@ -418,8 +418,11 @@ class Router:
     def _drain_sinks(self) -> None:
         """Let pull-driven sinks empty queues after a stop, as Click's last task round does."""
         for _ in range(1 << 20):
-            if not any([task() for task in self._sink_tasks]):
-                return
+            try:
+                if not any([task() for task in self._sink_tasks]):
+                    return
+            except Exception:  # noqa: BLE001 - as in run()
+                self._report_error()
 
     def cleanup(self) -> None:
         """Release every element's resources (close dump files, sockets)."""
