@@ -188,7 +188,8 @@ class _Checker:
             except ValueError as exc:
                 self.error(here, str(exc), on_key=True)
             if not self.mapping(spec, here, f"function {name!r}"):
-                self.broken_functions.add(name)
+                if name not in CATALOG:
+                    self.broken_functions.add(name)
                 continue
             self.report(here, check_keys(spec, FUNCTION_KEYS, ("click",)))
             description = self.parse(spec, "description", here, fields.text, "")
