@@ -57,8 +57,11 @@ def test_validator_never_crashes(text: str) -> None:
 @SETTINGS
 @given(st.text(max_size=60))
 def test_split_config_never_crashes(text: str) -> None:
-    args = split_config(text)
-    assert all(a == a.strip(" \t\n\r\f\v") for a in args)
+    space = " \t\n\r\f\v"
+    for arg in split_config(text):
+        # outer space is stripped, except what an unterminated quote swallows (as in Click)
+        assert arg == arg.lstrip(space)
+        assert arg == arg.rstrip(space) or "'" in arg or '"' in arg
 
 
 # ---------------------------------------------------------------- valid configurations and corruptions
