@@ -7,7 +7,7 @@ of a few ports, 1-3 hops, half of them symmetric, a quarter with two instances
 on their first hop; all instances ready.
 
 Measured: ``place`` + ``compile_fabric`` (placement, paths, flows of every
-chain) with the fabric's path cache cleared, best of 3 runs, in CPU seconds of
+chain) with the fabric's path cache cleared, best of 5 runs, in CPU seconds of
 this process (the machine is shared; the wall time of the best run is printed
 too).  Not in the figure, printed apart:
 
@@ -50,7 +50,7 @@ from topologies.model import Topology  # noqa: E402
 
 CHAINS = 10_000
 BUDGET = 1.0
-RUNS = 3
+RUNS = 5
 FUNCTIONS = ("firewall", "monitor", "nat", "ids", "passthrough")
 
 

@@ -314,14 +314,19 @@ class _Direction:
         return "ipv4_src" if self.forward else "ipv4_dst"
 
 
-@lru_cache(maxsize=4096)
 def _net_field(net: ipaddress.IPv4Network | None) -> MatchValue | None:
     """An ipv4 match for a block; None for "any"."""
-    if net is None or net.prefixlen == 0:
+    return None if net is None else _block_field(int(net.network_address), net.prefixlen)
+
+
+@lru_cache(maxsize=4096)
+def _block_field(address: int, prefixlen: int) -> MatchValue | None:
+    # Keyed by integers: hashing an IPv4Network costs more than the rest of this function.
+    if prefixlen == 0:
         return None
-    if net.prefixlen == 32:
-        return str(net.network_address)
-    return str(net.network_address), str(net.netmask)
+    if prefixlen == 32:
+        return _ip(address)
+    return _ip(address), _ip((0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF)
 
 
 class _ChainCompiler:
