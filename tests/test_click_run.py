@@ -131,7 +131,11 @@ def test_global_handlers(tmp_path: Path) -> None:
 
 
 def test_handler_errors_have_kinds() -> None:
-    from clickos_agent.click.runtime import NoSuchElement, NoSuchHandler, PermissionDenied
+    from clickos_agent.click.runtime import (
+        NoSuchElement,
+        NoSuchHandler,
+        PermissionDenied,
+    )
     router = Router.from_text("c :: Counter; Idle -> c -> Discard")
     with pytest.raises(NoSuchElement):
         router.read_handler("x.count")

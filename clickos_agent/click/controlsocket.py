@@ -43,7 +43,11 @@ _HELP = [
 
 
 def _error_code(error: HandlerError) -> int:
-    from clickos_agent.click.runtime import NoSuchElement, NoSuchHandler, PermissionDenied
+    from clickos_agent.click.runtime import (
+        NoSuchElement,
+        NoSuchHandler,
+        PermissionDenied,
+    )
     if isinstance(error, NoSuchElement):
         return NO_SUCH_ELEMENT
     if isinstance(error, NoSuchHandler):

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from clickos_agent.click.packet import Packet
+    from clickos_agent.click.runtime import Router
 
 
 class ArgError(Exception):
@@ -106,7 +107,7 @@ class Element:
         if args:
             raise ArgError("too many arguments")
 
-    def initialize(self, router: object) -> None:
+    def initialize(self, router: Router) -> None:
         """Called once the graph is wired, before packets flow (open devices, files)."""
 
     def cleanup(self) -> None:

@@ -13,6 +13,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from clickos_agent.click.args import Spec, parse_keywords, unquote
 from clickos_agent.click.element import ArgError, Element, element_class
@@ -20,6 +21,9 @@ from clickos_agent.click.elements.common import bool_arg, uint_arg
 from clickos_agent.click.elements.dump import force_ip
 from clickos_agent.click.packet import Packet
 from clickos_agent.click.pcap import LINKTYPE_ETHERNET
+
+if TYPE_CHECKING:
+    from clickos_agent.click.runtime import Router
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -79,7 +83,7 @@ class FromDevice(Element):
         self.drops = 0
         self.ifname = self.devname
         self._sock: socket.socket | None = None
-        self._router: object | None = None
+        self._router: Router | None = None
         self.read_handlers.update({"count": lambda: str(self.count),
                                    "kernel_drops": lambda: "0",
                                    "encap": lambda: "ETHER"})
@@ -88,20 +92,20 @@ class FromDevice(Element):
     def _reset(self, _value: str) -> None:
         self.count = 0
 
-    def initialize(self, router: object) -> None:
+    def initialize(self, router: Router) -> None:
         self._router = router
-        self.ifname = router.device(self.devname)  # type: ignore[attr-defined]
+        self.ifname = router.device(self.devname)
         try:
             self._sock = open_packet_socket(self.ifname, True, self.promisc)
         except OSError as e:
             raise ArgError(f"{self.ifname}: {e.strerror}") from None
-        router.add_reader(self._sock.fileno(), self._readable)  # type: ignore[attr-defined]
-        router.add_live_source()  # type: ignore[attr-defined]
+        router.add_reader(self._sock.fileno(), self._readable)
+        router.add_live_source()
 
     def cleanup(self) -> None:
         if self._sock is not None:
             if self._router is not None:
-                self._router.remove_reader(self._sock.fileno())  # type: ignore[attr-defined]
+                self._router.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
 
@@ -160,7 +164,7 @@ class ToDevice(Element):
         self.drops = 0
         self.ifname = self.devname
         self._sock: socket.socket | None = None
-        self._router: object | None = None
+        self._router: Router | None = None
         self.read_handlers.update({"count": lambda: str(self.count),
                                    "drops": lambda: str(self.drops)})
         self.write_handlers["reset_counts"] = self._reset
@@ -169,15 +173,15 @@ class ToDevice(Element):
         self.count = 0
         self.drops = 0
 
-    def initialize(self, router: object) -> None:
+    def initialize(self, router: Router) -> None:
         self._router = router
-        self.ifname = router.device(self.devname)  # type: ignore[attr-defined]
+        self.ifname = router.device(self.devname)
         try:
             self._sock = open_packet_socket(self.ifname, False)
         except OSError as e:
             raise ArgError(f"{self.ifname}: {e.strerror}") from None
         if self.input_is_pull(0):
-            router.add_task(self._run)  # type: ignore[attr-defined]
+            router.add_task(self._run)
 
     def cleanup(self) -> None:
         if self._sock is not None:

@@ -7,6 +7,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from clickos_agent.click.args import Spec, parse_keywords, parse_time, unquote
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
@@ -20,6 +21,9 @@ from clickos_agent.click.pcap import (
     PcapReader,
     PcapWriter,
 )
+
+if TYPE_CHECKING:
+    from clickos_agent.click.runtime import Router
 
 # Packets a pushing FromDump emits per task run when it is the only task.
 # Otherwise it emits one per run: Click's scheduler interleaves tasks one
@@ -121,7 +125,7 @@ class FromDump(Element):
         self._done = False
         self._first_ts: int | None = None
         self._timing_base: float | None = None
-        self._router: object | None = None
+        self._router: Router | None = None
         self.read_handlers.update({
             "count": lambda: str(self.count),
             "sampling_prob": lambda: f"{self.sample:g}",
@@ -139,7 +143,7 @@ class FromDump(Element):
     def _ns(seconds: float | None) -> int | None:
         return None if seconds is None else round(seconds * 1e9)
 
-    def initialize(self, router: object) -> None:
+    def initialize(self, router: Router) -> None:
         self._router = router
         try:
             self._reader = PcapReader(self.filename)
@@ -155,7 +159,7 @@ class FromDump(Element):
                 break
         self._live = False
         if self.output_is_push(0):
-            router.add_task(self._run, source=True)  # type: ignore[attr-defined]
+            router.add_task(self._run, source=True)
             self._update_live()
 
     def _update_live(self) -> None:
@@ -164,9 +168,9 @@ class FromDump(Element):
         if live != self._live and self._router is not None:
             self._live = live
             if live:
-                self._router.add_live_source()  # type: ignore[attr-defined]
+                self._router.add_live_source()
             else:
-                self._router.source_done()  # type: ignore[attr-defined]
+                self._router.source_done()
 
     def cleanup(self) -> None:
         if self._reader is not None:
@@ -186,7 +190,7 @@ class FromDump(Element):
         self.active = False
         self._update_live()
         if self._router is not None:
-            self._router.please_stop()  # type: ignore[attr-defined]
+            self._router.please_stop()
 
     def _reset_counts(self, _value: str) -> None:
         self.count = 0
@@ -205,7 +209,7 @@ class FromDump(Element):
         if self._end_call:
             handler, _, value = self._end_call.partition(" ")
             try:
-                self._router.write_handler(handler, value.strip())  # type: ignore[attr-defined]
+                self._router.write_handler(handler, value.strip())
             except HandlerError as e:
                 print(f"{self.name}: {e}", file=sys.stderr)
 
@@ -269,7 +273,7 @@ class FromDump(Element):
         due = self._timing_base + packet.ts_ns / 1e9
         if due <= now:
             return True
-        self._router.wake_at(due)  # type: ignore[attr-defined]
+        self._router.wake_at(due)
         return False
 
     def _plain(self) -> bool:
@@ -281,7 +285,7 @@ class FromDump(Element):
         if not self.active:
             return False
         out = self.out[0]
-        burst = _BURST if self._router.task_count() == 1 else 1  # type: ignore[attr-defined]
+        burst = _BURST if self._router.task_count() == 1 else 1
         if self._plain() and self._reader is not None and not self._done:
             return self._run_plain(out, burst)
         n = 0
@@ -375,10 +379,10 @@ class ToDump(Element):
     def _reset_counts(self, _value: str) -> None:
         self.count = 0
 
-    def initialize(self, router: object) -> None:
+    def initialize(self, router: Router) -> None:
         for name in self._use_encap_from:
             try:
-                encap = router.read_handler(f"{name}.encap").strip()  # type: ignore[attr-defined]
+                encap = router.read_handler(f"{name}.encap").strip()
             except HandlerError:
                 raise ArgError(f"'{name}' has no 'encap' read handler") from None
             self.linktype = ENCAP_NAMES.get(encap, self.linktype)
@@ -390,7 +394,7 @@ class ToDump(Element):
             raise ArgError(f"{self.filename}: {e.strerror}") from None
         self._write = self._writer.write
         if self.input_is_pull(0) and self.noutputs == 0:
-            router.add_task(self._run)  # type: ignore[attr-defined]
+            router.add_task(self._run)
 
     def cleanup(self) -> None:
         if self._writer is not None:

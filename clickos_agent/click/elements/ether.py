@@ -7,9 +7,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from clickos_agent.click.args import Spec, parse_ip_prefix, parse_keywords, parse_mac, split_words
+from clickos_agent.click.args import (
+    Spec,
+    parse_ip_prefix,
+    parse_keywords,
+    parse_mac,
+    split_words,
+)
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
-from clickos_agent.click.elements.common import anno_arg, ip_arg, mac_arg, uint_arg, unparse_mac
+from clickos_agent.click.elements.common import (
+    anno_arg,
+    ip_arg,
+    mac_arg,
+    uint_arg,
+    unparse_mac,
+)
 from clickos_agent.click.packet import Packet
 
 

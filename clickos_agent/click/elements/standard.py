@@ -11,6 +11,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from clickos_agent.click.args import Spec, parse_keywords, parse_time, unquote
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
@@ -25,6 +26,9 @@ from clickos_agent.click.elements.common import (
     unparse_real,
 )
 from clickos_agent.click.packet import PAINT_ANNO_OFFSET, Packet
+
+if TYPE_CHECKING:
+    from clickos_agent.click.runtime import Router
 
 _now_ns = time.monotonic_ns
 
@@ -99,9 +103,9 @@ class Discard(Element):
         except ArgError:
             raise HandlerError("syntax error") from None
 
-    def initialize(self, router: object) -> None:
+    def initialize(self, router: Router) -> None:
         if self.input_is_pull(0):
-            router.add_task(self._run)  # type: ignore[attr-defined]
+            router.add_task(self._run)
 
     def _run(self) -> bool:
         if not self.active:
@@ -140,7 +144,7 @@ class Counter(Element):
         self._byte_trigger, self._byte_call = self._parse_call(v["BYTE_COUNT_CALL"],
                                                                "BYTE_COUNT_CALL")
         self._count_triggered = self._byte_triggered = False
-        self._router: object | None = None
+        self._router: Router | None = None
         self.read_handlers.update({
             "count": lambda: str(self.count),
             "byte_count": lambda: str(self.byte_count),
@@ -186,14 +190,14 @@ class Counter(Element):
         self._folded_count = self._folded_bytes = 0
         self._count_triggered = self._byte_triggered = False
 
-    def initialize(self, router: object) -> None:
+    def initialize(self, router: Router) -> None:
         self._router = router
 
     def _fire(self, call: str | None) -> None:
         if call and self._router is not None:
             handler, _, value = call.partition(" ")
             try:
-                self._router.write_handler(handler, value.strip())  # type: ignore[attr-defined]
+                self._router.write_handler(handler, value.strip())
             except HandlerError as e:
                 print(f"{self.name}: {e}", file=sys.stderr)
 
@@ -386,8 +390,8 @@ class Unqueue(Element):
     def _reset(self, _value: str) -> None:
         self.count = 0
 
-    def initialize(self, router: object) -> None:
-        router.add_task(self._run)  # type: ignore[attr-defined]
+    def initialize(self, router: Router) -> None:
+        router.add_task(self._run)
 
     def _run(self) -> bool:
         if not self.active:
