@@ -43,6 +43,7 @@ PENDING, BOOTING, ACTIVE, ERROR = "pending", "booting", "active", "error"
 RUNNING, FAILED = "running", "failed"
 RETIRED = "\0retired:"     # a hop-name prefix no chain can use: keeps a retired instance's names taken
 COUNTER_ELEMENTS = ("count_in", "count_out", "count_drop")
+PROBE_TIMEOUT_S = 1.0
 
 
 class NotFound(Exception):
@@ -255,6 +256,9 @@ class ChainService:
         new = [spec for iid, spec in wanted.items() if iid not in self.instances]
         for spec in new:
             self.instances[spec.id] = Instance(spec, plan.configs[spec.id])
+        for iid in self._probe([spec for spec in new if spec.id not in gone]):
+            self.instances[iid].state = RUNNING
+        new = [spec for spec in new if self.instances[spec.id].state != RUNNING]
         self._reconcile()
         for iid, inst in gone.items():
             if iid not in wanted:
@@ -272,6 +276,17 @@ class ChainService:
 
     def _agent(self, spec: InstanceSpec) -> AgentClient:
         return self.agents(self.topology.compute_by_name[spec.compute].agent)
+
+    def _probe(self, specs: list[InstanceSpec]) -> set[str]:
+        """The ids among ``specs`` that their agents already run (a restarted controller, a chain
+        applied again), asked in parallel and briefly, so they are steered into at once."""
+        if not specs:
+            return set()
+        pool = ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="probe")
+        futures = {pool.submit(self._agent(spec).get, spec.id): spec.id for spec in specs}
+        done, _ = wait(futures, timeout=PROBE_TIMEOUT_S)
+        pool.shutdown(wait=False)     # an agent that is slow to answer is asked again by the boot
+        return {futures[f] for f in done if f.exception() is None and (f.result() or {}).get("state") == RUNNING}
 
     def _boot_all(self, batch: list[tuple[InstanceSpec, str, bool]]) -> None:
         """Ask the agents for a commit's new instances in parallel; steer as they come up.

@@ -296,3 +296,17 @@ def test_a_resync_clears_the_errors_of_that_switch(setup: Any) -> None:
     switches.send = original
     service.switch_up(leaf1, {n: f"p{n}" for n in range(1, 6)})
     assert service.chain_view("web")["state"] == "active"
+
+
+def test_instances_already_running_are_steered_into_at_once(setup: Any) -> None:
+    service, agent, switches = setup
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    # A restarted controller (a new service) finds the agents running the chain's instances.
+    restarted = ChainService(service.topology, agents=lambda address: agent, southbound=switches)
+    for switch in service.topology.switches:
+        restarted.switch_up(switch.dpid, {n: f"p{n}" for n in range(1, 6)})
+    agent.auto = False                     # a create would now block: none may happen
+    restarted.create(load_chains(WEB, "web.yaml"))
+    assert restarted.chain_view("web")["state"] == "active"
+    assert restarted.installed.flows == service.installed.flows
