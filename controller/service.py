@@ -490,11 +490,14 @@ class ChainService:
                     "steering": self.installed.status.get(name, "")}
             specs = [s for k in range(len(chain.hops)) for s in self.placement.get((name, k), ())]
         if counters:
-            # Outside the lock: agents answer at their own pace.
+            # Outside the lock, and from every instance's agent at once: agents answer at their own pace.
             by_id = {s.id: s for s in specs}
-            for hop in view["hops"]:
-                for inst in hop["instances"]:
-                    inst["counters"] = self._counters(by_id[inst["id"]]) if inst["state"] == RUNNING else {}
+            instances = [inst for hop in view["hops"] for inst in hop["instances"]]
+            with ThreadPoolExecutor(max_workers=max(1, len(instances)), thread_name_prefix="counters") as pool:
+                found = pool.map(lambda inst: self._counters(by_id[inst["id"]]) if inst["state"] == RUNNING
+                                 else {}, instances)
+                for inst, values in zip(instances, found):
+                    inst["counters"] = values
         return view
 
     def _counters(self, spec: InstanceSpec) -> dict[str, Any]:
