@@ -390,9 +390,9 @@ class _ChainCompiler:
         for d in directions:
             if closed or not stages:
                 # The chain still claims its traffic, so that lower-priority chains do not take it.
-                self._ingress(chain, cid, level, d, None, None if closed else TABLE_FORWARD)
+                self._ingress(cid, level, d, None, None if closed else TABLE_FORWARD)
                 continue
-            self._ingress(chain, cid, level, d, d.stages[0])
+            self._ingress(cid, level, d, d.stages[0])
             for j, specs in enumerate(d.stages):
                 following = d.stages[j + 1] if j + 1 < len(d.stages) else None
                 rank = self.rank_return + len(d.stages) - 1 - j
@@ -401,7 +401,7 @@ class _ChainCompiler:
         if stages and not closed:
             self.desired.paths[chain.name] = self._display_path(sources, targets, stages)
 
-    def _ingress(self, chain: Chain, cid: int, level: int, d: _Direction,
+    def _ingress(self, cid: int, level: int, d: _Direction,
                  first: tuple[InstanceSpec, ...] | None, goto: int | None = None) -> None:
         """Classification at the host ports of the direction's source block.
 

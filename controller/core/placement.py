@@ -13,8 +13,14 @@ egress) set).
 
 Stability.  Instances that already exist (``existing``) keep their compute
 host, id, MAC and label, so re-planning never moves running instances; they
-are counted against capacity before anything new is placed.  Chains are
-placed by priority (highest first), then name.
+are counted against capacity before anything new is placed.  An existing
+instance is matched by (chain, hop name, index), so inserting or removing
+other hops does not disturb it; its ``hop_index`` and ``function`` follow the
+chain (if the function changed, the caller must replace the running
+instance).  An instance whose compute host left the topology keeps its
+identity and is placed again.  Chains are placed by priority (highest
+first), then name; ids, MACs and labels of every ``existing`` instance stay
+reserved for the whole plan, even of those being removed.
 
 Each instance also gets its MPLS label here (the smallest free one), so a
 label stays with its instance for the instance's whole life and re-planning
