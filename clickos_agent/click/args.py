@@ -11,7 +11,11 @@ Behaviour taken from Click's lib/confparse.cc and lib/args.cc:
 - comments are removed and a comment with its surrounding space becomes one
   space; an empty last argument is dropped (``"a, b,"`` is two arguments);
 - an argument ``WORD value`` whose WORD starts with a letter or ``_`` carries
-  the keyword WORD; keywords may repeat and the last one wins.
+  the keyword WORD; keywords may repeat and the last one wins;
+- an empty argument counts as not given, even for a mandatory one;
+- a plain string argument is one word (quoted parts allowed): use
+  ``parse_string`` as Click's StringArg does, so ``Print(a b)`` is rejected
+  and ``Print("a b")`` accepted.
 """
 
 from __future__ import annotations
