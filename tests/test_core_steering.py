@@ -20,7 +20,8 @@ from chains.model import Chain, Classifier, Hop, Scaling
 from controller.core.compiler import Desired, compile_fabric
 from controller.core.diff import diff
 from controller.core.errors import PlanError
-from controller.core.ofmsg import match
+from controller.core import cookies
+from controller.core.ofmsg import SetField, match
 from controller.core.placement import InstanceSpec, Placement, place
 from fake_openflow import FakeFabric, Trace
 from topologies.generators import fat_tree, leaf_spine
@@ -306,6 +307,28 @@ def test_two_instances_split_clients_and_keep_both_directions_together_for_udp()
             assert back.instances == there.instances
             seen.setdefault(client, set()).update(there.instances)
     assert seen["h1"] != seen["h2"] and all(len(v) == 1 for v in seen.values())
+
+
+def test_cookies_map_flows_back_to_their_chain_hop_and_instance_and_paths_show_the_route() -> None:
+    topology = _line([0, 0, 2, 2, 2], [0, 2])
+    s = plan(topology, [_chain(hops=2, instances=2, symmetric=True), _chain("other", hops=1, priority=5)])
+    names = {cid: name for name, cid in s.desired.chain_ids.items()}
+    by_mac = {spec.mac: spec for spec in s.placement.by_id().values()}
+    for flow in s.desired.flows.values():
+        fields = cookies.decode(flow.cookie)
+        assert fields is not None
+        if fields.chain_id == cookies.NORMAL_CHAIN_ID:
+            assert flow.table_id != 0 or flow.priority == 0
+            continue
+        name = names[fields.chain_id]
+        handed = [a.value for a in flow.actions if isinstance(a, SetField) and a.field == "eth_dst"]
+        # A flow that hands packets to an instance counts for that instance, unless it is an ingress or return.
+        if handed and dict(flow.match).get("eth_type") == 0x8847:
+            spec = by_mac[handed[0]]
+            assert (spec.chain, spec.hop_index, spec.index) == (name, fields.hop, fields.instance)
+    path = s.desired.paths["web"]
+    assert path[0] == "h1" and path[-1] == "h4"
+    assert [p for p in path if p.startswith("web-")] == ["web-h0-0", "web-h1-0"]
 
 
 def test_consecutive_hops_on_one_compute_host_go_back_out_the_same_port() -> None:
