@@ -30,9 +30,11 @@ from clickos_agent.click.runtime import Router  # noqa: E402
 
 BUDGET_PPS = 50_000
 BUDGET_RATIO = 0.3
-PACKETS = 200_000
+PACKETS = 100_000
 FLOWS = 1_000
-ROUNDS = 3
+# pipeline and baseline alternate and each keeps its best round, which damps
+# the noise of a shared machine
+ROUNDS = 5
 
 
 def _checksum(header: bytes) -> int:
