@@ -39,7 +39,8 @@ def run_router(config_text: str, devices: Mapping[str, str] | None = None,
     return router
 
 
-def _device(text: str) -> tuple[str, str]:
+def parse_device(text: str) -> tuple[str, str]:
+    """``NAME=IFACE`` (``0=eth0``) for --device options."""
     name, eq, ifname = text.partition("=")
     if not eq or not name or not ifname:
         raise argparse.ArgumentTypeError(f"expected NAME=INTERFACE, got '{text}'")
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clickos_agent.click.run",
                                      description="Run a Click configuration (emulated ClickOS).")
     parser.add_argument("config", metavar="CONFIG_FILE")
-    parser.add_argument("--device", action="append", type=_device, default=[],
+    parser.add_argument("--device", action="append", type=parse_device, default=[],
                         metavar="NAME=IFACE", help="map a ClickOS device (0, 1, ...) to an interface")
     parser.add_argument("--control-socket", metavar="PATH")
     parser.add_argument("--ready-file", metavar="PATH",

@@ -14,6 +14,7 @@ import signal
 import sys
 
 from clickos_agent.click.element import HandlerError
+from clickos_agent.click.run import parse_device
 from clickos_agent.click.runtime import Router, RouterError
 
 
@@ -55,7 +56,7 @@ def run_command(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"{args.file}: {e.strerror}", file=sys.stderr)
         return 1
-    devices = dict(d.split("=", 1) for d in args.device)
+    devices = dict(args.device)
     try:
         router = Router.from_text(text, args.file, devices, args.control_socket)
     except RouterError as e:
@@ -81,7 +82,8 @@ def add_run_command(click_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("file", metavar="FILE")
     parser.add_argument("-h", "--handler", dest="handlers", action="append", default=[],
                         metavar="ELEM.HANDLER", help="print this read handler at exit")
-    parser.add_argument("--device", action="append", default=[], metavar="NAME=IFACE",
+    parser.add_argument("--device", action="append", default=[], type=parse_device,
+                        metavar="NAME=IFACE",
                         help="map a device name in FromDevice/ToDevice to an interface")
     parser.add_argument("--control-socket", metavar="PATH",
                         help="serve handlers over Click's ControlSocket protocol here")
