@@ -39,6 +39,7 @@ ON_FAILURE = ("open", "closed")
 METRICS = ("pps", "bps")
 MAX_PRIORITY = 65535          # an OpenFlow priority is 16 bits
 MAX_INSTANCES = 1000
+_NO_SCALING = Scaling()      # immutable: one serves every hop that has no scaling
 
 
 def load_chains(text: str, filename: str) -> ChainSet:
@@ -269,7 +270,7 @@ class _Checker:
             self.error((*path, "function"), f"unknown function {function!r}{more}")
         elif function is not None:
             self.report((*path, "params"), validate_params(function, params, functions))
-        scaling = self.scaling(data["scaling"], (*path, "scaling")) if "scaling" in data else Scaling()
+        scaling = self.scaling(data["scaling"], (*path, "scaling")) if "scaling" in data else _NO_SCALING
         if len(self.problems) > before or scaling is None:
             return None
         return Hop(name, function, MappingProxyType(_plain(params)), scaling)
@@ -315,7 +316,7 @@ class _Flow:
 
 def _span(net: Any) -> tuple[int, int, int]:
     first = int(net.network_address)
-    return first, first + net.num_addresses - 1, net.prefixlen
+    return first, first | (0xFFFFFFFF >> net.prefixlen), net.prefixlen
 
 
 def _flows(index: int, chain: Chain) -> list[_Flow]:
