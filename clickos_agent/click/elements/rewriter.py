@@ -268,13 +268,6 @@ class InputSpec:
         return text + (f" [{self.count}]" if self.count else "")
 
 
-def _int32(text: str) -> int:
-    value = int_arg(text)
-    if value is None:
-        raise ArgError("not an integer")
-    return value
-
-
 def parse_input_spec(line: str, noutputs: int) -> InputSpec:
     """Click's IPRewriterBase::parse_input_spec (without IPMapper elements)."""
     words = split_words(line)
@@ -302,11 +295,10 @@ def parse_input_spec(line: str, noutputs: int) -> InputSpec:
         pwords = split_words(rest)
         if len(pwords) <= 2:
             raise ArgError("syntax error")
-        if len(pwords) == 3:
-            # a name defined by IPRewriterPatterns, looked up once the router exists
-            spec = InputSpec("pattern", *_parse_ports(pwords[-2:]), pattern_name=pwords[0])
-        else:
-            spec = InputSpec("pattern", *_parse_ports(pwords[-2:]), pattern=parse_pattern(pwords[:-2]))
+        # a lone name is defined by IPRewriterPatterns, looked up once the router exists
+        pattern = parse_pattern(pwords[:-2]) if len(pwords) > 3 else None
+        spec = InputSpec("pattern", *_parse_ports(pwords[-2:]), pattern=pattern,
+                         pattern_name=pwords[0] if len(pwords) == 3 else "")
     else:
         raise ArgError("unknown specification")
     if not 0 <= spec.foutput < noutputs or not 0 <= spec.routput < noutputs:
@@ -315,12 +307,14 @@ def parse_input_spec(line: str, noutputs: int) -> InputSpec:
 
 
 def _parse_ports(words: list[str]) -> tuple[int, int]:
-    if len(words) != 2 or int_arg(words[0]) is None:
+    """FOUTPUT ROUTPUT of a keep or pattern spec."""
+    foutput = int_arg(words[0]) if len(words) == 2 else None
+    if foutput is None:
         raise ArgError("bad forward port")
     routput = int_arg(words[1])
     if routput is None:
         raise ArgError("bad reply port")
-    return _int32(words[0]), routput
+    return foutput, routput
 
 
 # ---------------------------------------------------------------- flows
