@@ -474,3 +474,23 @@ def test_fromdump_cuts_a_capture_length_beyond_the_wire_length(tmp_path: Path) -
     router.run()
     router.cleanup()
     assert read_pcap(str(tmp_path / "out.pcap")) == [(1_000_000_000, bytes(range(18)))]
+
+
+def test_ratedsplitter_refills_per_millisecond_like_clicks_jiffies() -> None:
+    from clickos_agent.click.elements.common import CLOCK
+    from clickos_agent.click.packet import Packet
+    router = Router.from_text("Idle -> r :: RatedSplitter(1000) -> a :: Counter -> Discard; "
+                              "r[1] -> b :: Counter -> Discard")
+    push = router.elements["r"].push_callable(0)
+    saved = CLOCK.epoch_ms
+    try:
+        for _ in range(50):     # all within one millisecond: only the 20 ms burst passes
+            push(Packet(udp()))
+        assert (router.read_handler("a.count"), router.read_handler("b.count")) == ("20", "30")
+        CLOCK.epoch_ms += 5     # five milliseconds at 1000/s: five more tokens
+        for _ in range(10):
+            push(Packet(udp()))
+        assert (router.read_handler("a.count"), router.read_handler("b.count")) == ("25", "35")
+    finally:
+        CLOCK.epoch_ms = saved
+        router.cleanup()

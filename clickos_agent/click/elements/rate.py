@@ -2,16 +2,16 @@
 
 Semantics follow Click 2.1 (ratedsplitter.cc, bwratedsplitter.cc,
 ratedunqueue.cc's token bucket set-up, bandwidthmeter.cc, meter.cc).  Rates are
-measured against the wall clock, as in Click.
+measured against the clock in whole milliseconds, as Click's token buckets and
+rate averages count jiffies (1 ms at user level): packets handled within one
+millisecond see no refill and no new average, whatever their number.
 """
 
 from __future__ import annotations
 
-import time
-
 from clickos_agent.click.args import Spec, parse_bandwidth, parse_keywords, parse_time
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
-from clickos_agent.click.elements.common import RateEWMA, uint_arg, unparse_real
+from clickos_agent.click.elements.common import CLOCK, RateEWMA, uint_arg, unparse_real
 from clickos_agent.click.packet import Packet
 
 # Click's BandwidthRatedSplitter sends a packet on while the bucket holds this
@@ -20,20 +20,25 @@ _BANDWIDTH_THRESH = 131072
 
 
 class TokenBucket:
-    """Tokens refill at ``rate`` per second up to ``capacity``; starts full, as Click's does."""
+    """Tokens refill at ``rate`` per second, per whole millisecond, up to ``capacity``.
 
-    __slots__ = ("rate", "capacity", "tokens", "last")
+    It starts full, as Click's does (its first refill finds the bucket idle
+    since time zero).
+    """
+
+    __slots__ = ("rate", "capacity", "tokens", "last_ms")
 
     def __init__(self, rate: float, capacity: float) -> None:
         self.rate = rate
         self.capacity = capacity
         self.tokens = capacity
-        self.last = time.monotonic()
+        self.last_ms = CLOCK.epoch_ms
 
     def refill(self) -> None:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-        self.last = now
+        now = CLOCK.epoch_ms
+        if now != self.last_ms:
+            self.tokens = min(self.capacity, self.tokens + (now - self.last_ms) * self.rate / 1000)
+            self.last_ms = now
 
 
 class _RatedSplitterBase(Element):
@@ -136,7 +141,8 @@ class _MeterBase(Element):
 
     def push(self, port: int, packet: Packet) -> None:
         rate = self._rate
-        rate.update(len(packet) if self.bytes_not_packets else 1, time.monotonic_ns())
+        rate.update(len(packet) if self.bytes_not_packets else 1,
+                    CLOCK.epoch_ms * RateEWMA.EPOCH_NS)
         current = rate.avg * rate.EPOCHS_PER_SEC
         for i, limit in enumerate(self.meters):
             if current < limit:
