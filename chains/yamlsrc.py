@@ -156,43 +156,43 @@ class _FastReader:
         raise _Fallback
 
     def mapping(self, at: int, col: int) -> tuple[YDict, int]:
+        # the hottest loop of the reader: attributes are bound to locals once
+        lines, count, lines_seen = self.lines, len(self.lines), self.line_cache.get
         out = YDict()
-        number, _, _ = self.lines[at]
-        out.pos, out.key_pos, out.value_pos = (number + 1, col + 1), {}, {}
-        lines_seen = self.line_cache.get
+        number = lines[at][0]
+        key_pos: dict[Any, Pos] = {}
+        value_pos: dict[Any, Pos] = {}
+        out.pos, out.key_pos, out.value_pos = (number + 1, col + 1), key_pos, value_pos
         first = True
-        while at < len(self.lines):
-            number, indent, line = self.lines[at]
-            if not first:
+        while at < count:
+            number, indent, line = lines[at]
+            if indent != col and not first:
                 if indent < col:
                     break
-                if indent > col:
-                    raise _Fallback
+                raise _Fallback
             first = False
             seen = lines_seen(line)
             _, kind, key, value, rest = seen if seen is not None and seen[0] == col else self.line_key(line, col)
             if kind == _NOT_A_KEY or key in out:
                 raise _Fallback      # libyaml reports duplicate keys with both positions
-            out.key_pos[key] = (number + 1, col + 1)
+            key_pos[key] = (number + 1, col + 1)
             if kind == _KEY_AND_PLAIN:    # the common "key: plain value" line, in one step
-                out.value_pos[key] = (number + 1, rest + 1)
+                value_pos[key] = (number + 1, rest + 1)
                 out[key] = value
                 at += 1
                 continue
             if self.empty_rest(line, rest):
                 at += 1
-                if at == len(self.lines):
+                if at == count:
                     raise _Fallback          # "key:" with nothing: a null
-                _, next_indent, next_line = self.lines[at]
-                dash = next_line.startswith("-", next_indent)
-                if next_indent > col or (next_indent == col and dash):
+                _, next_indent, next_line = lines[at]
+                if next_indent > col or (next_indent == col and next_line.startswith("-", next_indent)):
                     value, at = self.block(at, next_indent)
-                    out.value_pos[key] = value.pos
+                    value_pos[key] = value.pos
                 else:
                     raise _Fallback
             else:
-                value, pos = self.inline(line, rest, number)
-                out.value_pos[key] = pos
+                value, value_pos[key] = self.inline(line, rest, number)
                 at += 1
             out[key] = value
         return out, at
