@@ -494,3 +494,22 @@ def test_ratedsplitter_refills_per_millisecond_like_clicks_jiffies() -> None:
     finally:
         CLOCK.epoch_ms = saved
         router.cleanup()
+
+
+def test_average_counter_uses_jiffies_like_click() -> None:
+    from clickos_agent.click.elements.common import CLOCK
+    from clickos_agent.click.packet import Packet
+    router = Router.from_text("Idle -> a :: AverageCounter -> Discard")
+    push = router.elements["a"].push_callable(0)
+    saved = CLOCK.epoch_ms
+    try:
+        for _ in range(3):
+            push(Packet(bytes(100)))
+        assert router.read_handler("a.rate") == "3000"       # within one jiffy: divided by 1
+        CLOCK.epoch_ms += 1000
+        push(Packet(bytes(100)))
+        assert router.read_handler("a.rate") == "4"
+        assert router.read_handler("a.byte_rate") == "400"
+    finally:
+        CLOCK.epoch_ms = saved
+        router.cleanup()

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from clickos_agent.click.args import Spec, parse_keywords, parse_time, unquote
+from clickos_agent.click.args import Spec, parse_keywords, unquote
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
 from clickos_agent.click.elements.common import (
     CLOCK,
@@ -250,13 +250,17 @@ class Counter(Element):
 
 @element_class
 class AverageCounter(Element):
-    """Counts packets and bytes and reports the average rate since the first packet."""
+    """Counts packets and bytes and reports the average rate since the first packet.
+
+    As in Click, time is counted in jiffies (milliseconds), IGNORE in whole
+    seconds, and rates are printed like C's ``%.12g``.
+    """
 
     class_name = "AverageCounter"
 
     def configure(self, args: list[str]) -> None:
-        v = parse_keywords(args, [Spec("IGNORE", parse_time, positional=True, default=0.0)])
-        self.ignore_ns = int(v["IGNORE"] * 1e9)
+        v = parse_keywords(args, [Spec("IGNORE", uint_arg, positional=True, default=0)])
+        self.ignore_ms = v["IGNORE"] * 1000
         self._reset()
         self.read_handlers.update({
             "count": lambda: str(self.count),
@@ -268,22 +272,21 @@ class AverageCounter(Element):
 
     def _reset(self, _value: str = "") -> None:
         self.count = self.byte_count = 0
-        self.first_ns = self.last_ns = 0
+        self.first_ms = self.last_ms = 0
 
     def _rate(self, count: int) -> str:
-        elapsed = (self.last_ns - self.first_ns - self.ignore_ns) / 1e9
-        # Click measures in jiffies (1 ms at user level) and never divides by less than one
-        elapsed = max(elapsed, 0.001)
-        return unparse_real(count / elapsed)
+        # unsigned 32-bit jiffy arithmetic, never dividing by less than one jiffy
+        elapsed = (self.last_ms - self.first_ms - self.ignore_ms) & 0xFFFFFFFF
+        return f"{count * 1000 / max(elapsed, 1):.12g}"
 
     def simple_action(self, packet: Packet) -> Packet:
-        now = _now_ns()
-        if not self.first_ns:
-            self.first_ns = now
-        if now - self.first_ns >= self.ignore_ns:
+        now = CLOCK.epoch_ms & 0xFFFFFFFF
+        if not self.first_ms:
+            self.first_ms = now
+        if now - self.first_ms >= self.ignore_ms:
             self.count += 1
             self.byte_count += len(packet.buf) - packet.off
-        self.last_ns = now
+        self.last_ms = now
         return packet
 
 
