@@ -24,9 +24,10 @@ class Packet:
     (DST_IP_ANNO, 4 bytes or None), ``ip_off``/``mac_off`` (absolute offsets in
     ``buf`` of the IP and MAC headers once set, else None), ``ts_ns`` (the
     timestamp in integer nanoseconds, so pcap timestamps survive exactly;
-    ``timestamp`` is the same in float seconds), ``extra_len`` (bytes of the original packet not captured, for
-    pcap), ``anno`` (a bytearray of ANNO_SIZE for other annotation offsets,
-    created on first use).
+    ``timestamp`` is the same in float seconds), ``extra_len`` (bytes of the
+    original packet that were not captured, for pcap), ``anno`` (a bytearray
+    of ANNO_SIZE for other annotation offsets, created on first use).
+    ``paint``/``dst_ip`` are annotation offsets 16 and 0 of that area.
     """
 
     __slots__ = ("buf", "off", "paint", "dst_ip", "ip_off", "mac_off", "ts_ns",
