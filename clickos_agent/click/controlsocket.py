@@ -197,7 +197,8 @@ class _Connection:
         if hname in handlers:
             self.message(OK, f"{'Write' if write else 'Read'} handler '{name}' OK")
         elif hname in other:
-            self.message(PERMISSION, f"Handler '{name}' {'read' if write else 'write'}-only")
+            self.message(NO_SUCH_HANDLER,
+                         f"Handler '{name}' {'not writable' if write else 'not readable'}")
         else:
             self.message(NO_SUCH_HANDLER, f"No handler named '{name}'")
 
