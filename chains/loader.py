@@ -46,7 +46,12 @@ def load_chains(text: str, filename: str) -> ChainSet:
     """Parse and validate a YAML chain document; ConfigError with every problem otherwise."""
     with _no_gc():
         data, problems = load_yaml_keep_going(text, filename)
-        return _validate(data, filename, problems)
+        try:
+            return _validate(data, filename, problems)
+        finally:
+            # Drop the positional tree while the collector is still paused: alive when it
+            # resumes, the tree (millions of objects) would be walked once for nothing.
+            del data
 
 
 def load_chain_file(path: str) -> ChainSet:
