@@ -346,9 +346,6 @@ class Router:
         except (BlockingIOError, OSError):
             pass
 
-    def find(self, name: str) -> Element | None:
-        return self.elements.get(name)
-
     # ---- running
 
     def _drain_wake(self) -> None:
