@@ -20,7 +20,18 @@ Before ``configure`` it sets ``input_modes``/``output_modes`` (``"h"`` or
 ``input_is_pull(0)``.  Wiring asks the downstream element for
 ``push_callable(port)`` and the upstream one for ``pull_callable(port)``; an
 element may override them to hand out a specialised bound method (the fast
-path: no port argument, no per-packet dispatch).
+path: no port argument, no per-packet dispatch).  ``self.out`` is filled in
+place, so a push callable may hold the list before wiring ends.
+
+``initialize(router)`` runs once everything is wired; an element takes what it
+needs from the Router there: ``add_task(fn)`` (``fn() -> bool``, True if it
+did work; run round-robin while any task works), ``add_reader(fd, fn)``
+(called when ``fd`` is readable), ``wake_at(monotonic_time)``,
+``add_live_source()``/``source_done()``, ``please_stop()``, ``device(name)``
+and the handler calls.  Handlers are plain callables: ``read_handlers[name]()
+-> str``, ``write_handlers[name](value)`` (raising HandlerError or ArgError),
+and ``param_read_handlers[name](param) -> str`` for reads that take a
+parameter.
 """
 
 from __future__ import annotations
