@@ -34,7 +34,8 @@ from controller.core.ofmsg import (
 )
 
 VERSION = 0x04
-OFPT_FLOW_MOD, OFPT_GROUP_MOD, OFPT_BARRIER_REQUEST = 14, 15, 20
+OFPT_PACKET_OUT, OFPT_FLOW_MOD, OFPT_GROUP_MOD, OFPT_BARRIER_REQUEST = 13, 14, 15, 20
+OFPP_CONTROLLER = 0xFFFFFFFD
 FLOW_COMMANDS = {"add": 0, "modify_strict": 2, "delete_strict": 4}
 OFPFC_DELETE = 3
 GROUP_COMMANDS = {"add": 0, "modify": 1, "delete": 2}
@@ -65,6 +66,7 @@ _HEADER = struct.Struct("!BBHI")
 _FLOW_MOD = struct.Struct("!BBHIQQBBHHHIIIH2x")
 _GROUP_MOD = struct.Struct("!BBHIHBxI")
 _BUCKET = struct.Struct("!HHII4x")
+_PACKET_OUT = struct.Struct("!BBHIIIH6x")
 
 
 def _pad8(length: int) -> int:
@@ -159,3 +161,10 @@ def encode(message: Message, xid: int) -> bytes:
     if isinstance(message, Barrier):
         return _HEADER.pack(VERSION, OFPT_BARRIER_REQUEST, _HEADER.size, xid)
     raise TypeError(f"not a message: {message!r}")
+
+
+def packet_out(xid: int, port: int, data: bytes) -> bytes:
+    """An OFPT_PACKET_OUT sending ``data`` (a whole frame) out of ``port``."""
+    action = action_bytes(Output(port))
+    length = _PACKET_OUT.size + len(action) + len(data)
+    return _PACKET_OUT.pack(VERSION, OFPT_PACKET_OUT, length, xid, ANY, OFPP_CONTROLLER, len(action)) + action + data

@@ -94,7 +94,9 @@ SCHEMAS: dict[str, Any] = {
                        "hosts": {"type": "array", "items": {"type": "object"}},
                        "computes": {"type": "array", "items": {"type": "object"}},
                        "links": {"type": "array", "items": {"type": "object"}},
-                       "unexpected_switches": {"type": "array", "items": {"type": "string"}}},
+                       "unexpected_switches": {"type": "array", "items": {"type": "string"}},
+                       "link_problems": {"type": "array", "items": {"type": "string"},
+                                         "description": "links LLDP found wired otherwise than the topology"}},
     },
     "Health": {
         "type": "object",
@@ -105,6 +107,9 @@ SCHEMAS: dict[str, Any] = {
                 "missing": {"type": "array", "items": {"type": "string"}},
                 "unexpected": {"type": "array", "items": {"type": "string"}},
                 "problems": {"type": "object"}}},
+            "links": {"type": "object", "description": "links confirmed by LLDP probes", "properties": {
+                "expected": {"type": "integer"}, "confirmed": {"type": "integer"},
+                "problems": {"type": "array", "items": {"type": "string"}}}},
             "chains": {"type": "object", "additionalProperties": {"type": "integer"}},
         },
     },

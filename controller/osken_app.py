@@ -55,8 +55,9 @@ from controller.core.ofmsg import (
     PopMpls,
     PushMpls,
     SetField,
+    match,
 )
-from controller import ofwire
+from controller import lldp, ofwire
 from controller.southbound import SendResult, SwitchError, dpid_of, phases
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,8 @@ def error_text(msg: Any) -> str:
 
 # ---- the application -----------------------------------------------------------------------
 
-SwitchHooks = Any   # the service: switch_up(dpid, ports: dict[int, str]), switch_down(dpid)
+SwitchHooks = Any   # the service: switch_up(dpid, ports), switch_down(dpid), link_seen(dpid, port, dpid, port)
+LLDP_COOKIE = 0x11D9
 
 
 def _guarded(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
@@ -170,6 +172,11 @@ class ClickSteerApp(app_manager.OSKenApp):
         self._lock = threading.Lock()
         self._sent: dict[tuple[int, int], tuple[Message | None, _Pending]] = {}   # (dpid, xid) -> what
         self._barriers: dict[tuple[int, int], _Pending] = {}
+        # The event loop delivers barrier replies, so it must never wait for a sender (the service
+        # holds its lock while it sends): switch and link events go to the service through this
+        # queue, in order, from one worker of their own.
+        self._work: Any = hub.Queue()
+        hub.spawn(self._worker)
 
     # -- events --------------------------------------------------------------------------
 
@@ -185,9 +192,7 @@ class ClickSteerApp(app_manager.OSKenApp):
                 self.datapaths[dp.id] = dp
             ports = {no: _port_name(port) for no, port in (dp.ports or {}).items() if no < ofp.OFPP_MAX}
             log.info("switch %#x connected with %d ports", dp.id, len(ports))
-            if self.hooks is not None:
-                # A resync sends and waits for barrier replies, which this thread delivers: run it apart.
-                hub.spawn(self._call_hook, self.hooks.switch_up, dp.id, ports)
+            self._work.put((self._switch_ready, (dp.id, ports)))
         elif ev.state == DEAD_DISPATCHER:
             with self._lock:
                 if self.datapaths.get(dp.id) is not dp:
@@ -196,14 +201,39 @@ class ClickSteerApp(app_manager.OSKenApp):
             log.info("switch %#x disconnected", dp.id)
             self._fail_waits(dp.id)
             if self.hooks is not None:
-                self._call_hook(self.hooks.switch_down, dp.id)
+                self._work.put((self.hooks.switch_down, (dp.id,)))
 
-    @staticmethod
-    def _call_hook(hook: Callable[..., None], *args: Any) -> None:
-        try:
-            hook(*args)
-        except Exception:  # noqa: BLE001 - a failing hook must not kill the switch's thread
-            log.exception("%s%r failed", getattr(hook, "__name__", hook), args)
+    def _switch_ready(self, dpid: int, ports: dict[int, str]) -> None:
+        """Hand LLDP to the controller, probe the links, then let the service check and resync the switch."""
+        self._send_phase([FlowMod("add", lldp_flow(dpid))], {dpid})
+        self.probe_links()
+        if self.hooks is not None:
+            self.hooks.switch_up(dpid, ports)
+
+    def probe_links(self) -> None:
+        """An LLDP probe out of every port of every connected switch (links are seen when they return)."""
+        with self._lock:
+            targets = [(dp, [no for no in (dp.ports or {}) if no < ofp.OFPP_MAX]) for dp in self.datapaths.values()]
+            frames = {dp.id: b"".join(ofwire.packet_out(_next_xid(dp), no, lldp.probe(dp.id, no)) for no in nos)
+                      for dp, nos in targets}
+        for dp, _ in targets:
+            dp.send(frames[dp.id])
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @_guarded
+    def _packet_in(self, ev: Any) -> None:
+        msg = ev.msg
+        sender = lldp.parse(bytes(msg.data))
+        if sender is not None and self.hooks is not None:
+            self._work.put((self.hooks.link_seen, (*sender, msg.datapath.id, msg.match["in_port"])))
+
+    def _worker(self) -> None:
+        while True:
+            call, args = self._work.get()
+            try:
+                call(*args)
+            except Exception:  # noqa: BLE001 - a failing call must not stop the ones after it
+                log.exception("%s%r failed", getattr(call, "__name__", call), args)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @_guarded
@@ -298,6 +328,12 @@ class ClickSteerApp(app_manager.OSKenApp):
                 pending.lost.add(dpid)
                 if not pending.outstanding:
                     pending.done.set()
+
+
+def lldp_flow(dpid: int) -> Flow:
+    """Every LLDP frame to the controller.  Its cookie is not ClickSteer's tag: a resync keeps it."""
+    return Flow(dpid, 0, 0xFFFF, match(eth_type=lldp.ETH_TYPE), (Output(ofwire.OFPP_CONTROLLER),),
+                cookie=LLDP_COOKIE)
 
 
 def _next_xid(dp: Any) -> int:

@@ -35,7 +35,7 @@ from controller.core.errors import PlanError
 from controller.core.ofmsg import FlowMod, GroupMod, Message
 from controller.core.placement import InstanceSpec, Placement, place
 from controller.southbound import SendResult, Southbound, dpid_of
-from topologies.model import Topology
+from topologies.model import Link, Topology
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,13 @@ class ChainService:
         self.installed: Desired = compile_fabric(topology, [], Placement(), ())
         self.connected: dict[int, dict[int, str]] = {}    # dpid -> port number -> name
         self.port_problems: dict[int, list[str]] = {}
+        self.links_seen: dict[tuple[int, int], tuple[int, int]] = {}   # LLDP: (dpid, port) -> its far end
+        self.link_problems: dict[tuple[int, int], str] = {}
+        by_name = topology.switch_by_name
+        self.link_ends: dict[tuple[int, int], tuple[int, int]] = {}    # the topology's: (dpid, port) -> far end
+        for link in topology.links:
+            a, b = (by_name[link.a].dpid, link.a_port), (by_name[link.b].dpid, link.b_port)
+            self.link_ends[a], self.link_ends[b] = b, a
 
     def attach(self, southbound: Southbound) -> None:
         self.southbound = southbound
@@ -451,7 +458,32 @@ class ChainService:
     def switch_down(self, dpid: int) -> None:
         with self._lock:
             self.connected.pop(dpid, None)
+            for end, far in list(self.links_seen.items()):
+                if dpid in (end[0], far[0]):
+                    del self.links_seen[end]
             self._update_status(SendResult())
+
+    def link_seen(self, dpid: int, port: int, far_dpid: int, far_port: int) -> None:
+        """An LLDP probe sent out of (dpid, port) came back in at (far_dpid, far_port)."""
+        with self._lock:
+            self.links_seen[dpid, port] = (far_dpid, far_port)
+            expected = self.link_ends.get((dpid, port))
+            names = {s.dpid: s.name for s in self.topology.switches}
+            if expected == (far_dpid, far_port):
+                self.link_problems.pop((dpid, port), None)
+                return
+            here = f"{names.get(dpid, hex(dpid))} port {port}"
+            there = f"{names.get(far_dpid, hex(far_dpid))} port {far_port}"
+            wanted = f"{names[expected[0]]} port {expected[1]}" if expected else "no switch"
+            problem = f"{here} leads to {there}; the topology says {wanted}"
+            if self.link_problems.get((dpid, port)) != problem:
+                log.warning("link: %s", problem)
+            self.link_problems[dpid, port] = problem
+
+    def _link_confirmed(self, link: Link) -> bool:
+        by_name = self.topology.switch_by_name
+        a, b = (by_name[link.a].dpid, link.a_port), (by_name[link.b].dpid, link.b_port)
+        return self.links_seen.get(a) == b or self.links_seen.get(b) == a
 
     def _check_switch(self, dpid: int, ports: Mapping[int, str]) -> list[str]:
         switch = next((s for s in self.topology.switches if s.dpid == dpid), None)
@@ -538,8 +570,9 @@ class ChainService:
                           for h in topo.hosts],
                 "computes": [{"name": c.name, "switch": c.switch, "port": c.port, "agent": c.agent,
                               "uplink_mac": c.uplink_mac, "capacity": c.capacity} for c in topo.computes],
-                "links": [{"a": link.a, "a_port": link.a_port, "b": link.b, "b_port": link.b_port}
-                          for link in topo.links],
+                "links": [{"a": link.a, "a_port": link.a_port, "b": link.b, "b_port": link.b_port,
+                           "confirmed": self._link_confirmed(link)} for link in topo.links],
+                "link_problems": sorted(self.link_problems.values()),
                 "unexpected_switches": [f"{d:#x}" for d in sorted(self.connected)
                                         if d not in {s.dpid for s in topo.switches}],
             }
@@ -552,12 +585,15 @@ class ChainService:
             states: dict[str, int] = {}
             for status in self.status.values():
                 states[status.state] = states.get(status.state, 0) + 1
-            ready = len(connected) == len(expected) and not problems
+            ready = len(connected) == len(expected) and not problems and not self.link_problems
             return {"status": "ok" if ready else "degraded",
                     "switches": {"expected": len(expected), "connected": len(connected),
                                  "missing": sorted(set(expected.values()) - set(connected)),
                                  "unexpected": [f"{d:#x}" for d in sorted(self.connected) if d not in expected],
                                  "problems": problems},
+                    "links": {"expected": len(self.topology.links),
+                              "confirmed": sum(self._link_confirmed(link) for link in self.topology.links),
+                              "problems": sorted(self.link_problems.values())},
                     "chains": states}
 
 

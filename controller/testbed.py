@@ -71,7 +71,11 @@ def start_controller(topology_file: Path, openflow_port: int, api_port: int, wor
     if chains_file is not None:
         argv += ["--chains", str(chains_file)]
     child = Child(argv, work / "controller.log")
-    child.ready("clicksteer controller:")
+    try:
+        child.ready("clicksteer controller:")
+    except BaseException:
+        child.stop()
+        raise
     return child
 
 
@@ -82,8 +86,13 @@ def start_agents(topology: Topology, fabric_dir: str, work: Path) -> list[Child]
         agents.append(Child(["agent", "--host", compute.name, "--backend", "emu", "--listen", compute.agent,
                              "--fabric-dir", fabric_dir, "--state-dir", str(state_dir)],
                             work / f"agent-{compute.name}.log"))
-    for agent in agents:
-        agent.ready("listening on")
+    try:
+        for agent in agents:
+            agent.ready("listening on")
+    except BaseException:
+        for agent in agents:     # the caller never sees these: stop them here
+            agent.stop()
+        raise
     return agents
 
 

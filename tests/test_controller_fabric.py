@@ -122,6 +122,12 @@ def _first_syn_times(packets: Any, macs: dict[str, str]) -> dict[str, float]:
 
 def test_three_hop_chain_steers_real_packets_in_order(bed: Bed, tmp_path: Path) -> None:
     client = bed.client
+    for _ in range(100):                              # LLDP probes go out as switches connect
+        if client.ok("GET", "/v1/health")["links"]["confirmed"] == len(bed.topology.links):
+            break
+        time.sleep(0.1)
+    health = client.ok("GET", "/v1/health")
+    assert health["status"] == "ok" and health["links"]["confirmed"] == len(bed.topology.links), health
     assert bed.http_get() == 200                      # normal forwarding before any chain
     flows_before = bed.flows()
 

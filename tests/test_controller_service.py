@@ -310,3 +310,18 @@ def test_instances_already_running_are_steered_into_at_once(setup: Any) -> None:
     restarted.create(load_chains(WEB, "web.yaml"))
     assert restarted.chain_view("web")["state"] == "active"
     assert restarted.installed.flows == service.installed.flows
+
+
+def test_links_seen_by_lldp_confirm_the_topology_or_report_miswiring(setup: Any) -> None:
+    service, _, _ = setup
+    dpid = {s.name: s.dpid for s in service.topology.switches}
+    assert service.health()["links"] == {"expected": 4, "confirmed": 0, "problems": []}
+    service.link_seen(dpid["leaf1"], 1, dpid["spine1"], 1)
+    service.link_seen(dpid["spine2"], 1, dpid["leaf1"], 2)
+    assert service.health()["links"]["confirmed"] == 2
+    service.link_seen(dpid["leaf2"], 1, dpid["spine2"], 2)       # the topology says spine1 port 2
+    health = service.health()
+    assert health["status"] == "degraded"
+    assert health["links"]["problems"] == ["leaf2 port 1 leads to spine2 port 2; the topology says spine1 port 2"]
+    service.switch_down(dpid["spine1"])
+    assert service.health()["links"]["confirmed"] == 1

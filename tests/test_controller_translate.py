@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from chains.loader import load_chains
-from controller import ofctl, ofwire
+from controller import lldp, ofctl, ofwire
 from controller.core.compiler import compile_fabric
 from controller.core.diff import diff, resync
 from controller.core.ofmsg import (
@@ -140,3 +140,18 @@ def test_wire_encoder_matches_osken_byte_for_byte() -> None:
 def test_masked_values_are_stored_masked() -> None:
     # 10.0.1.7/255.255.255.0 goes on the wire as 10.0.1.0 (OpenFlow requires value & mask).
     assert ofwire.oxm("ipv4_src", ("10.0.1.7", "255.255.255.0"))[4:] == bytes([10, 0, 1, 0, 255, 255, 255, 0])
+
+
+def test_packet_out_matches_osken() -> None:
+    frame = lldp.probe(0x20001, 3)
+    msg = parser.OFPPacketOut(DP, buffer_id=ofp.OFP_NO_BUFFER, in_port=ofp.OFPP_CONTROLLER,
+                              actions=[parser.OFPActionOutput(3, ofp.OFPCML_NO_BUFFER)], data=frame)
+    msg.set_xid(5)
+    assert ofwire.packet_out(5, 3, frame) == _serialized(msg)
+
+
+def test_lldp_probe_round_trip() -> None:
+    assert lldp.parse(lldp.probe(0x30402, 17)) == (0x30402, 17)
+    assert lldp.parse(b"\x00" * 60) is None
+    other = lldp.probe(1, 1).replace(b"clicksteer:", b"otherswitch")
+    assert lldp.parse(other) is None
