@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from chains.export import chainset_to_data
-from chains.loader import chainset_from_data, find_overlaps, load_chain_file
+from chains.loader import chainset_from_data, find_overlaps, load_chain_file, load_chains
 from chains.schema import json_schema
 from chains.yamlsrc import plain_load
 from controller.cli import main as clicksteer
@@ -126,3 +126,10 @@ def test_examples_round_trip_through_json():
         data = json.loads(json.dumps(chainset_to_data(chainset)))
         assert chainset_from_data(data) == chainset, path
         jsonschema.validate(data, json_schema())
+
+
+def test_the_readme_example_is_valid():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert [chain.name for chain in load_chains(example, "README.md").chains] == ["web"]
