@@ -513,3 +513,25 @@ def test_average_counter_uses_jiffies_like_click() -> None:
     finally:
         CLOCK.epoch_ms = saved
         router.cleanup()
+
+
+def test_fromdump_timing_emits_every_packet_in_order(tmp_path: Path) -> None:
+    packets = [udp(payload=bytes([i])) for i in range(4)]
+    src = tmp_path / "in.pcap"
+    write_pcap(str(src), [(1_000_000_000 + i * 2_000_000, p) for i, p in enumerate(packets)])
+    router = Router.from_text(f"FromDump({src}, TIMING true, STOP true) -> ToDump({tmp_path}/o.pcap)")
+    router.run()
+    router.cleanup()
+    assert [d for _, d in read_pcap(str(tmp_path / "o.pcap"))] == packets
+
+
+def test_fromdump_start_after_and_end_after_select_a_window(tmp_path: Path) -> None:
+    packets = [udp(payload=bytes([i])) for i in range(6)]
+    src = tmp_path / "in.pcap"
+    write_pcap(str(src), [(10_000_000_000 + i * 1_000_000_000, p) for i, p in enumerate(packets)])
+    router = Router.from_text(f"FromDump({src}, START_AFTER 1s, END_AFTER 4s) "
+                              f"-> ToDump({tmp_path}/o.pcap)")
+    router.run()
+    router.cleanup()
+    # packets at +1 s, +2 s and +3 s: END is exclusive, as in Click
+    assert [d for _, d in read_pcap(str(tmp_path / "o.pcap"))] == packets[1:4]
