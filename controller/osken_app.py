@@ -1,45 +1,48 @@
 """The os-ken application and its launcher: the ONLY module that imports os-ken.
 
 It runs on os-ken 4.2 (native threads: the hub type is pinned before the
-import) and falls back to Ryu 4.34, whose names are the same.  Events in:
-switches connecting (features + port descriptions), leaving, barrier replies
-and errors.  Messages out: the core's plain-data messages, encoded by
-controller/ofwire.py (os-ken's own serialisation, ``to_osken`` here, is four
-times slower; the tests hold the two byte for byte equal), sent in phases
-separated by barriers whose replies confirm them.  The service (controller/service.py) decides what to
-send; this module only talks to switches.
+import) and falls back to Ryu 4.34 under the same names (its base class is
+RyuApp; that path is not installed here, so it is untested).  Events in:
+switches connecting (features + port descriptions), leaving, barrier
+replies, errors, LLDP probes coming back.  Messages out: the core's
+plain-data messages, encoded by controller/ofwire.py (os-ken's own
+serialisation, ``to_osken`` here, is four times slower; the tests hold the
+two byte for byte equal), sent in phases separated by barriers whose replies
+confirm them.  The service (controller/service.py) decides what to send;
+this module only talks to switches.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-os.environ.setdefault("OSKEN_HUB_TYPE", "native")
+os.environ["OSKEN_HUB_TYPE"] = "native"    # pinned: the service's threads wait on plain threading primitives
 
 try:
     from os_ken import cfg
     from os_ken.base import app_manager
     from os_ken.controller import ofp_event
     from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
-    from os_ken.lib import hub
     from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
 
     PROJECT = "os_ken"
     OFP_HANDLER = "os_ken.controller.ofp_handler"
+    BaseApp = app_manager.OSKenApp
 except ImportError:  # pragma: no cover - the Ryu fallback is not installed here
     from ryu import cfg  # type: ignore[no-redef]
     from ryu.base import app_manager  # type: ignore[no-redef]
     from ryu.controller import ofp_event  # type: ignore[no-redef]
     from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls  # type: ignore[no-redef]
-    from ryu.lib import hub  # type: ignore[no-redef]
     from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser  # type: ignore[no-redef]
 
     PROJECT = "ryu"
     OFP_HANDLER = "ryu.controller.ofp_handler"
+    BaseApp = app_manager.RyuApp
 
 from controller.core.ofmsg import (
     Action,
@@ -160,7 +163,7 @@ class _Pending:
         self.lost: set[int] = set()          # switches that left before answering
 
 
-class ClickSteerApp(app_manager.OSKenApp):
+class ClickSteerApp(BaseApp):  # type: ignore[misc,valid-type]
     OFP_VERSIONS = [ofp.OFP_VERSION]
 
     def __init__(self, *args: Any, hooks: SwitchHooks = None, barrier_timeout: float = 10.0,
@@ -175,8 +178,9 @@ class ClickSteerApp(app_manager.OSKenApp):
         # The event loop delivers barrier replies, so it must never wait for a sender (the service
         # holds its lock while it sends): switch and link events go to the service through this
         # queue, in order, from one worker of their own.
-        self._work: Any = hub.Queue()
-        hub.spawn(self._worker)
+        # A plain thread, not a hub task: under Ryu's eventlet hub a task that waits would stall them all.
+        self._work: queue.Queue[tuple[Callable[..., None], tuple[Any, ...]]] = queue.Queue()
+        threading.Thread(target=self._worker, name="clicksteer-events", daemon=True).start()
 
     # -- events --------------------------------------------------------------------------
 
