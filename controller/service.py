@@ -311,8 +311,12 @@ class ChainService:
                         spec, config, _ = pending.pop(future)
                         state, reason = future.result()
                         inst = self.instances.get(spec.id)
+                        if inst is None and state == RUNNING:
+                            # Its chain went away while it booted, and the release may have come
+                            # first: release it again now that it runs.
+                            self._spawn(self._release, spec)
                         if inst is None or inst.config != config:
-                            continue     # released or replaced while it booted; that path cleans up
+                            continue     # gone, or a newer boot of this id (with its own config) follows
                         inst.state = RUNNING if state == RUNNING else FAILED
                         inst.reason = "" if state == RUNNING else (reason or f"the agent reports {state}")
                         log.info("instance %s: %s %s", spec.id, inst.state, inst.reason)

@@ -325,3 +325,23 @@ def test_links_seen_by_lldp_confirm_the_topology_or_report_miswiring(setup: Any)
     assert health["links"]["problems"] == ["leaf2 port 1 leads to spine2 port 2; the topology says spine1 port 2"]
     service.switch_down(dpid["spine1"])
     assert service.health()["links"]["confirmed"] == 1
+
+
+def test_deleting_a_chain_mid_replacement_releases_old_and_new_instances(setup: Any) -> None:
+    service, agent, switches = setup
+    baseline = dict(service.installed.flows)
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    old_fw = service.placement["web", 0][0]
+    agent.auto = False
+    service.replace("web", load_chains(WEB.replace("default: allow", "default: deny"), "web.yaml"))
+    new_fw = service.placement["web", 0][0]
+    service.delete("web")
+    assert service.installed.flows == baseline and not service.retiring and not service.instances
+    boot_all(service, agent, [])           # let the new firewall's boot finish: it is released, not used
+    for _ in range(2):                     # boot-all starts the last release: join it, then that
+        for thread in threading.enumerate():
+            if thread.name in ("boot-all", f"_release-{old_fw.id}", f"_release-{new_fw.id}"):
+                thread.join()
+    assert old_fw.id in agent.deleted and not service.instances
+    assert new_fw.id not in agent.instances
