@@ -30,6 +30,7 @@ from clickos_agent.backends import ifconf
 
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 LOG_TAIL = 2000
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -57,6 +58,8 @@ def _child(req: dict[str, Any], ready_w: int) -> None:
     code = 1
     try:
         os.setsid()
+        # ps/top show the router under its namespace's name (at most 15 bytes), not as the worker.
+        _libc.prctl(PR_SET_NAME, os.path.basename(req["netns"]).encode()[:15])
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         log_fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
