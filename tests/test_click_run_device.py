@@ -86,8 +86,8 @@ def namespaces() -> Iterator[tuple[str, str, str, str]]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-@pytest.mark.parametrize("path", ["FromDevice(0) -> c :: Counter -> EtherMirror -> ToDevice(0)",
-                                  "FromDevice(0) -> c :: Counter -> EtherMirror -> Queue "
+@pytest.mark.parametrize("path", ["FromDevice(0) -> c :: Counter -> EtherMirror -> Queue -> ToDevice(0)",
+                                  "FromDevice(0) -> c :: Counter -> Queue -> EtherMirror "
                                   "-> t :: ToDevice(0)"])
 def test_router_in_a_namespace_answers_and_never_reads_its_own_frames(
         tmp_path: Path, namespaces: tuple[str, str, str, str], path: str) -> None:

@@ -20,6 +20,7 @@ Behaviour taken from Click's lib/confparse.cc and lib/args.cc:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -308,6 +309,14 @@ def parse_string(text: str) -> str:
     if i == 0 or i != n:
         raise ArgError("parse error")
     return unquote(text)
+
+
+def parse_filename(text: str) -> str:
+    """Click's FilenameArg: a non-empty string, with a leading ``~`` or ``~user`` expanded."""
+    name = parse_string(text)
+    if not name:
+        raise ArgError("parse error")
+    return os.path.expanduser(name) if name.startswith("~") else name
 
 
 def parse_word(text: str) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from chains.errors import ConfigError, Problem
 from clickos_agent.click.args import split_config
-from clickos_agent.click.element import ArgError, Element
+from clickos_agent.click.element import ArgError, Element, NameScope, configure_order
 from clickos_agent.click.graph import ElementDecl, RouterGraph
 from clickos_agent.click.parser import parse_collect
 
@@ -262,20 +262,28 @@ class _Checker:
         return not self.errors
 
     def configure(self) -> None:
+        names = NameScope()
+        elements: list[Element] = []
         for d in self.decls:
-            cls = self.registry[d.cls]
+            element = self.registry[d.cls](d.name, self.nin[d.name], self.nout[d.name])
+            element.config = d.config
+            element.names = names
+            # the resolved processing, as the runtime sets it before configure
+            element.input_modes = [m if m == PULL else PUSH for m in self.inputs[d.name]]
+            element.output_modes = [PULL if m == PULL else PUSH for m in self.outputs[d.name]]
+            elements.append(element)
+        failures: dict[str, str] = {}
+        for element in configure_order(elements):
             try:
-                element = cls(d.name, self.nin[d.name], self.nout[d.name])
-                element.config = d.config
-                # the resolved processing, as the runtime sets it before configure
-                element.input_modes = [m if m == PULL else PUSH for m in self.inputs[d.name]]
-                element.output_modes = [PULL if m == PULL else PUSH for m in self.outputs[d.name]]
-                element.configure(split_config(d.config))
+                element.configure(split_config(element.config))
             except ArgError as e:
-                self.error(d, f"While configuring '{d.name} :: {d.cls}': {e}")
+                failures[element.name] = str(e)
             except Exception as e:  # an element's bug must not crash the checker
-                self.error(d, f"While configuring '{d.name} :: {d.cls}': "
-                              f"internal error: {type(e).__name__}: {e}")
+                failures[element.name] = f"internal error: {type(e).__name__}: {e}"
+        # reported in declaration order, whatever the configure order
+        for d in self.decls:
+            if d.name in failures:
+                self.error(d, f"While configuring '{d.name} :: {d.cls}': {failures[d.name]}")
 
     def modes(self) -> dict[str, tuple[str, str]]:
         return {d.name: ("".join(PULL if m == PULL else PUSH for m in self.inputs[d.name]),

@@ -11,6 +11,10 @@ An element class declares, as Click's C++ elements do:
   ``args.split_config``), raising ``ArgError`` with Click's wording on a bad
   argument.  ``self.ninputs``/``self.noutputs`` are known by then, as in Click,
   so an element like Classifier can require one pattern per output.
+  Elements configure in ``configure_phase`` order, then file order, sharing
+  ``self.names`` (a NameScope): an element can define names there for later
+  ones to resolve (IPRewriterPatterns for IPRewriter), so a dangling
+  reference fails at configure time, as in Click.
 
 At run time the router wires ``self.out[i]`` (a callable taking a Packet: the
 push into the element downstream of output i) and ``self.pull_in[i]`` (a
@@ -65,10 +69,48 @@ def element_class(cls: type[Element]) -> type[Element]:
     return cls
 
 
+class NameScope:
+    """Names that elements define for one another while configuring (Click's NameInfo).
+
+    A name defined by element ``c/x`` lives in compound ``c/``; a lookup from
+    element ``c/d/y`` tries ``c/d/``, then ``c/``, then the top level, so a
+    compound sees its own and its enclosing definitions, never a sibling's.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, str], object] = {}
+
+    @staticmethod
+    def _prefix(context: str) -> str:
+        return context[:context.rfind("/") + 1]
+
+    def define(self, kind: str, context: str, name: str, value: object) -> None:
+        self._values[(kind, self._prefix(context) + name)] = value
+
+    def lookup(self, kind: str, context: str, name: str) -> object | None:
+        prefix = self._prefix(context)
+        while True:
+            value = self._values.get((kind, prefix + name))
+            if value is not None or not prefix:
+                return value
+            prefix = prefix[:prefix.rfind("/", 0, len(prefix) - 1) + 1]
+
+
+# Click's configure phases: an element that defines names for others configures first
+CONFIGURE_PHASE_INFO = 20
+CONFIGURE_PHASE_DEFAULT = 100
+
+
+def configure_order(elements: list[Element]) -> list[Element]:
+    """``elements`` in the order Click configures them (phase, then declaration order)."""
+    return sorted(elements, key=lambda e: e.configure_phase)
+
+
 class Element:
     class_name: ClassVar[str] = "Element"
     port_count: ClassVar[str] = "1/1"
     processing: ClassVar[str] = "a/a"
+    configure_phase: ClassVar[int] = CONFIGURE_PHASE_DEFAULT
 
     def __init__(self, name: str, ninputs: int, noutputs: int) -> None:
         self.name = name
@@ -83,6 +125,8 @@ class Element:
         self.param_read_handlers: dict[str, Callable[[str], str]] = {}
         self.input_modes: list[str] = ["h"] * ninputs
         self.output_modes: list[str] = ["h"] * noutputs
+        # shared by every element of one router (the checker and the runtime set it)
+        self.names = NameScope()
 
     def input_is_pull(self, port: int) -> bool:
         return self.input_modes[port] == "l"

@@ -28,7 +28,7 @@ from clickos_agent.click.check import (
     parse_port_count,
     processing_codes,
 )
-from clickos_agent.click.element import ELEMENTS, ArgError, Element, HandlerError
+from clickos_agent.click.element import ELEMENTS, ArgError, Element, HandlerError, NameScope, configure_order
 from clickos_agent.click.elements.common import CLOCK
 from clickos_agent.click.graph import RouterGraph
 
@@ -187,12 +187,18 @@ class Router:
             elem.out = [_unconnected_push] * nout[name]
             elem.pull_in = [_unconnected_pull] * nin[name]
             self.elements[name] = elem
-        for name, elem in self.elements.items():
+        names = NameScope()
+        failures: dict[str, str] = {}
+        for elem in configure_order(list(self.elements.values())):
+            elem.names = names
             try:
                 elem.configure(split_config(elem.config))
             except ArgError as e:
-                errors.append(f"{self._where(name)}: While configuring '{name} :: "
-                              f"{elem.class_name}': {e}")
+                failures[elem.name] = str(e)
+        # reported in declaration order, whatever the configure order
+        errors += [f"{self._where(name)}: While configuring '{name} :: "
+                   f"{self.elements[name].class_name}': {failures[name]}"
+                   for name in self.elements if name in failures]
         if errors:
             raise RouterError(errors)
 

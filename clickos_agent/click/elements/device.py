@@ -12,10 +12,9 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from clickos_agent.click.args import Spec, parse_keywords, unquote
+from clickos_agent.click.args import Spec, parse_keywords, parse_string
 from clickos_agent.click.element import ArgError, Element, element_class
 from clickos_agent.click.elements.common import bool_arg, uint_arg
 from clickos_agent.click.elements.dump import force_ip
@@ -64,7 +63,7 @@ class FromDevice(Element):
 
     def configure(self, args: list[str]) -> None:
         v = parse_keywords(args, [
-            Spec("DEVNAME", unquote, mandatory=True, positional=True),
+            Spec("DEVNAME", parse_string, mandatory=True, positional=True),
             Spec("PROMISC", bool_arg, positional=True, default=False),
             Spec("SNAPLEN", uint_arg, positional=True, default=2046),
             Spec("SNIFFER", bool_arg), Spec("FORCE_IP", bool_arg, default=False),
@@ -142,16 +141,16 @@ class FromDevice(Element):
 
 @element_class
 class ToDevice(Element):
-    """Sends packets out of a network interface; pushed packets go at once, a pull input
-    is drained by a task (ClickOS's ToDevice accepts both)."""
+    """Sends packets out of a network interface: a task pulls them from its input
+    (user-level Click's ToDevice is ``l/h``, so a push source needs a Queue first)."""
 
     class_name = "ToDevice"
     port_count = "1/0-2"
-    processing = "a/h"
+    processing = "l/h"
 
     def configure(self, args: list[str]) -> None:
         v = parse_keywords(args, [
-            Spec("DEVNAME", unquote, mandatory=True, positional=True),
+            Spec("DEVNAME", parse_string, mandatory=True, positional=True),
             Spec("BURST", uint_arg, default=1), Spec("DEBUG", bool_arg, default=False),
             Spec("METHOD"), Spec("QUEUE", uint_arg), Spec("ALLOW_NONEXISTENT", bool_arg)])
         if not v["DEVNAME"]:
@@ -180,8 +179,7 @@ class ToDevice(Element):
             self._sock = open_packet_socket(self.ifname, False)
         except OSError as e:
             raise ArgError(f"{self.ifname}: {e.strerror}") from None
-        if self.input_is_pull(0):
-            router.add_task(self._run)
+        router.add_task(self._run)
 
     def cleanup(self) -> None:
         if self._sock is not None:
@@ -198,12 +196,6 @@ class ToDevice(Element):
         except OSError:
             # a full device queue or a down link drops the packet, as a NIC would
             self.drops += 1
-
-    def push_callable(self, port: int) -> Callable[[Packet], None]:
-        return self._send
-
-    def push(self, port: int, packet: Packet) -> None:
-        self._send(packet)
 
     def _run(self) -> bool:
         pull = self.pull_in[0]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from clickos_agent.click.args import Spec, parse_keywords, parse_time, unquote
+from clickos_agent.click.args import Spec, parse_filename, parse_keywords, parse_time
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
 from clickos_agent.click.elements.common import add_data_handlers, bool_arg, uint_arg
 from clickos_agent.click.packet import Packet
@@ -83,7 +83,7 @@ class FromDump(Element):
 
     def configure(self, args: list[str]) -> None:
         v = parse_keywords(args, [
-            Spec("FILENAME", unquote, mandatory=True, positional=True),
+            Spec("FILENAME", parse_filename, mandatory=True, positional=True),
             Spec("TIMING", bool_arg, positional=True, default=False),
             Spec("STOP", bool_arg, default=False), Spec("ACTIVE", bool_arg, default=True),
             Spec("SAMPLE", _probability, default=1.0), Spec("FORCE_IP", bool_arg, default=False),
@@ -353,7 +353,7 @@ class ToDump(Element):
 
     def configure(self, args: list[str]) -> None:
         v = parse_keywords(args, [
-            Spec("FILENAME", unquote, mandatory=True, positional=True),
+            Spec("FILENAME", parse_filename, mandatory=True, positional=True),
             Spec("SNAPLEN", uint_arg, positional=True, default=2000),
             Spec("ENCAP", str, positional=True), Spec("USE_ENCAP_FROM"),
             Spec("EXTRA_LENGTH", bool_arg, default=True),

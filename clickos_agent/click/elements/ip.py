@@ -17,6 +17,7 @@ from clickos_agent.click.elements.common import (
     bool_arg,
     int_arg,
     ip_arg,
+    uint_arg,
     ip_checksum_ok,
     unparse_ip,
     update_checksum,
@@ -56,7 +57,7 @@ class CheckIPHeader(Element):
         bad: list[bytes] = []
         good: list[bytes] = []
         keyword_specs = [Spec("INTERFACES", _interfaces), Spec("BADSRC", _ip_list),
-                         Spec("GOODDST", _ip_list), Spec("OFFSET", int_arg),
+                         Spec("GOODDST", _ip_list), Spec("OFFSET", uint_arg),
                          Spec("VERBOSE", bool_arg, default=False),
                          Spec("DETAILS", bool_arg, default=False),
                          Spec("CHECKSUM", bool_arg, default=True)]
@@ -69,17 +70,13 @@ class CheckIPHeader(Element):
         if v["GOODDST"] is not None:
             good = v["GOODDST"]
         offset = v["OFFSET"] if v["OFFSET"] is not None else 0
-        # old syntax: CheckIPHeader(OFFSET) or CheckIPHeader(BADSRC-list, OFFSET)
-        if len(positional) == 1 and _maybe_int(positional[0]) is not None:
-            offset = _maybe_int(positional[0])  # type: ignore[assignment]
-        elif positional:
-            old = parse_keywords(positional, [
-                Spec("BADSRC", lambda t: _ip_list(t) + [bytes(4), b"\xff" * 4], positional=True),
-                Spec("OFFSET", int_arg, positional=True)])
-            if old["BADSRC"] is not None:
-                bad = old["BADSRC"]
-            if old["OFFSET"] is not None:
-                offset = old["OFFSET"]
+        # Click 2.1 keeps one positional form, CheckIPHeader(OFFSET) with an unsigned
+        # offset; its old BADSRC/OFFSET fallback reads keywords only, so any other
+        # positional argument is "too many arguments"
+        if len(positional) == 1 and _maybe_uint(positional[0]) is not None:
+            offset = _maybe_uint(positional[0])  # type: ignore[assignment]
+        elif any(positional):
+            raise ArgError("too many arguments")
         self.offset: int = offset
         self.bad_src = frozenset(bad)
         self.good_dst = frozenset(good)
@@ -141,9 +138,9 @@ def _is_keyword(arg: str, specs: list[Spec]) -> bool:
     return len(word) == 2 and any(word[0] == s.keyword for s in specs)
 
 
-def _maybe_int(text: str) -> int | None:
+def _maybe_uint(text: str) -> int | None:
     try:
-        return int_arg(text)
+        return uint_arg(text)
     except ArgError:
         return None
 

@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING
 
 from clickos_agent.click.args import (keyword_of, parse_bool, parse_int, parse_ip,
                                       parse_time, split_words)
-from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
+from clickos_agent.click.element import (
+    CONFIGURE_PHASE_INFO,
+    ArgError,
+    Element,
+    HandlerError,
+    element_class,
+)
 from clickos_agent.click.ipexpr import PORTS, int_arg, ip_prefix_arg, system_names
 
 if TYPE_CHECKING:
@@ -33,6 +39,7 @@ if TYPE_CHECKING:
 
 DROP = -1        # Click's rw_drop
 ADDMAP = -2      # Click's rw_addmap
+PATTERN_NAME = "IPRewriterPattern"   # the NameScope kind of IPRewriterPatterns' names
 
 # TCP flag bits and the connection state bits Click tracks for timeouts
 _FIN, _SYN, _RST = 0x01, 0x02, 0x04
@@ -254,12 +261,11 @@ class InputSpec:
     """What one input does with packets that have no mapping yet."""
 
     def __init__(self, kind: str, foutput: int = -1, routput: int = -1,
-                 pattern: Pattern | None = None, pattern_name: str = "") -> None:
+                 pattern: Pattern | None = None) -> None:
         self.kind = kind            # "drop", "nochange", "keep", "pattern"
         self.foutput = foutput
         self.routput = routput
         self.pattern = pattern
-        self.pattern_name = pattern_name    # an IPRewriterPatterns name, resolved at initialize
         self.count = 0              # live flows created by this input
         self.failures = 0
 
@@ -268,8 +274,12 @@ class InputSpec:
         return text + (f" [{self.count}]" if self.count else "")
 
 
-def parse_input_spec(line: str, noutputs: int) -> InputSpec:
-    """Click's IPRewriterBase::parse_input_spec (without IPMapper elements)."""
+def parse_input_spec(line: str, noutputs: int,
+                     named: Callable[[str], Pattern | None]) -> InputSpec:
+    """Click's IPRewriterBase::parse_input_spec (without IPMapper elements).
+
+    ``named`` looks up a pattern an IPRewriterPatterns element defined.
+    """
     words = split_words(line)
     if not words:
         raise ArgError("empty argument")
@@ -295,10 +305,13 @@ def parse_input_spec(line: str, noutputs: int) -> InputSpec:
         pwords = split_words(rest)
         if len(pwords) <= 2:
             raise ArgError("syntax error")
-        # a lone name is defined by IPRewriterPatterns, looked up once the router exists
-        pattern = parse_pattern(pwords[:-2]) if len(pwords) > 3 else None
-        spec = InputSpec("pattern", *_parse_ports(pwords[-2:]), pattern=pattern,
-                         pattern_name=pwords[0] if len(pwords) == 3 else "")
+        if len(pwords) == 3:
+            pattern = named(pwords[0])
+            if pattern is None:
+                raise ArgError(f"no such pattern '{pwords[0]}'")
+        else:
+            pattern = parse_pattern(pwords[:-2])
+        spec = InputSpec("pattern", *_parse_ports(pwords[-2:]), pattern=pattern)
     else:
         raise ArgError("unknown specification")
     if not 0 <= spec.foutput < noutputs or not 0 <= spec.routput < noutputs:
@@ -492,7 +505,7 @@ class IPRewriter(Element):
         errors, specs = [], []
         for i, line in enumerate(positional):
             try:
-                specs.append(parse_input_spec(line, self.noutputs))
+                specs.append(parse_input_spec(line, self.noutputs, self._named_pattern))
             except ArgError as e:
                 errors.append(f"input spec {i}: {e}")
         if errors:
@@ -502,20 +515,10 @@ class IPRewriter(Element):
             self.read_handlers[f"pattern{i}"] = lambda i=i: self.specs[i].unparse() + "\n"
             self.write_handlers[f"pattern{i}"] = lambda text, i=i: self._write_pattern(i, text)
 
-    def initialize(self, router: object) -> None:
-        """Resolve ``pattern NAME`` specs against the router's IPRewriterPatterns."""
-        named: dict[str, Pattern] = {}
-        for element in getattr(router, "elements", {}).values():
-            if isinstance(element, IPRewriterPatterns):
-                named.update(element.patterns)
-        errors = []
-        for i, spec in enumerate(self.specs):
-            if spec.pattern_name:
-                spec.pattern = named.get(spec.pattern_name)
-                if spec.pattern is None:
-                    errors.append(f"input spec {i}: no such pattern '{spec.pattern_name}'")
-        if errors:
-            raise ArgError("; ".join(errors))
+    def _named_pattern(self, name: str) -> Pattern | None:
+        pattern = self.names.lookup(PATTERN_NAME, self.name, name)
+        assert pattern is None or isinstance(pattern, Pattern)
+        return pattern
 
     # -------------------------------------------------------- packets
 
@@ -752,7 +755,7 @@ class IPRewriter(Element):
     def _write_pattern(self, i: int, text: str) -> None:
         """Replace input ``i``'s spec; the flows it created go away (Click's pattern_write_handler)."""
         try:
-            spec = parse_input_spec(text, self.noutputs)
+            spec = parse_input_spec(text, self.noutputs, self._named_pattern)
         except ArgError as e:
             raise HandlerError(f"input spec {i}: {e}") from None
         old = self.specs[i]
@@ -774,20 +777,21 @@ class IPRewriterPatterns(Element):
 
     class_name = "IPRewriterPatterns"
     port_count = "0/0"
+    configure_phase = CONFIGURE_PHASE_INFO
 
     def configure(self, args: list[str]) -> None:
-        self.patterns: dict[str, Pattern] = {}
         errors = []
         for arg in args:
             words = split_words(arg)
             if not words:
                 continue
             name = words[0]
-            if name in self.patterns:
+            # names are router-wide (per compound scope), as Click's NameInfo
+            if self.names.lookup(PATTERN_NAME, self.name, name) is not None:
                 errors.append(f"pattern '{name}' already defined")
                 continue
             try:
-                self.patterns[name] = parse_pattern(words[1:])
+                self.names.define(PATTERN_NAME, self.name, name, parse_pattern(words[1:]))
             except ArgError as e:
                 errors.append(str(e))
         if errors:

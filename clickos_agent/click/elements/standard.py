@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from clickos_agent.click.args import Spec, parse_keywords, unquote
+from clickos_agent.click.args import Spec, parse_keywords, parse_string
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
 from clickos_agent.click.elements.common import (
     CLOCK,
@@ -617,7 +617,7 @@ class Print(Element):
 
     def configure(self, args: list[str]) -> None:
         v = parse_keywords(args, [
-            Spec("LABEL", unquote, positional=True, default=""),
+            Spec("LABEL", parse_string, positional=True, default=""),
             Spec("MAXLENGTH", int_arg, positional=True, default=24),
             Spec("LENGTH", int_arg), Spec("NBYTES", int_arg),
             Spec("CONTENTS", str, default="HEX"), Spec("TIMESTAMP", bool_arg, default=False),
