@@ -66,8 +66,9 @@ chain never picks it up meanwhile.
 
 Ranks.  Every flow gets a rank: its distance, in flows, from the end of any
 packet's journey through it (forwarding < restore < label transit and
-hand-over < returns, later hops first < classification).  ``diff`` installs
-in increasing and deletes in decreasing rank, which is make-before-break.
+hand-over < returns, later hops first < classification), and the dropping
+classification of a closed chain comes last of all.  ``diff`` installs in
+increasing and deletes in decreasing rank, which is make-before-break.
 """
 
 from __future__ import annotations
@@ -339,6 +340,7 @@ class _ChainCompiler:
         n = len(fabric.topology.switches)
         self.rank_label = n + 2              # hand-over; transit adds its distance
         self.rank_return = 2 * n + 3         # exit; each earlier stage adds one
+        self.rank_drop = self.rank_return + cookies.MAX_HOPS + 1
         self.labelled: set[tuple[int, str]] = set()
         self.current = ""                    # the chain being compiled, for errors
         self.steering: dict[tuple[str, str, bool], tuple[Action, ...]] = {}
@@ -411,7 +413,9 @@ class _ChainCompiler:
         n = len(first) if first else 1
         bits = 0 if d.forward else _bits(n)
         priority = PRIO_CLASSIFY + LEVEL_STRIDE * level + 16 * d.forward + bits
-        rank = self.rank_return + len(d.stages)
+        # Dropping breaks a path: it goes in after every flow that makes one (a packet another
+        # chain is taking over must not be dropped meanwhile).
+        rank = self.rank_drop if first is None and goto is None else self.rank_return + len(d.stages)
         cookie = cookies.cookie(cid)
         for host in d.src_hosts:
             ip = self.fabric.ip[host.name]
