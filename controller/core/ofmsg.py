@@ -89,7 +89,9 @@ class Group:
 
 @dataclass(frozen=True)
 class FlowMod:
-    command: str                               # "add", "modify_strict", "delete_strict"
+    # "add" (also overwrites an entry with the same table, priority and match, cookie included),
+    # "modify_strict" (new instructions, keeps cookie and counters), "delete_strict".
+    command: str
     flow: Flow
 
 
