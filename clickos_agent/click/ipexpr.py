@@ -1082,35 +1082,31 @@ def compile_ip_program(patterns: list[tuple[int, Node]]) -> Callable[[bytearray,
     ``b`` is ``p.buf`` and ``i`` the IP header offset in it.
     """
     gen = _Gen()
-    lines = [
-        "def match(b, i, p):",
-        "    n = len(b) - i",
-        "    h = (b[i] & 15) << 2 if n > 0 else 0",
-        "    t = i + h",
-        "    v = 512 + n - h if n > h else 256 + n",
+    body = [
+        "n = len(b) - i",
+        "h = (b[i] & 15) << 2 if n > 0 else 0",
+        "t = i + h",
+        "v = 512 + n - h if n > h else 256 + n",
     ]
     exprs = [(slot, gen.expr(tree)) for slot, tree in patterns]
     if any("b[m+" in expr for _, expr in exprs):
         # MAC offsets count from 2 bytes before the MAC header, as in Click
-        lines.append("    m = None if p.mac_off is None else p.mac_off - 2")
+        body.append("m = None if p.mac_off is None else p.mac_off - 2")
     for slot, expr in exprs:
         if expr == "True":
-            lines.append(f"    return {slot}")
+            body.append(f"return {slot}")
             break
-        lines.append(f"    if {expr}: return {slot}")
+        body.append(f"if {expr}: return {slot}")
     else:
-        lines.append(f"    return {DROP}")
+        body.append(f"return {DROP}")
+    # Click reads past a short header into whatever memory follows: ``match``
+    # retries on a copy padded with zeros (``padded``, the same code) instead
+    # of failing; the try costs nothing on the common path
+    lines = (["def padded(b, i, p):"] + ["    " + line for line in body]
+             + ["def match(b, i, p):", "    try:"] + ["        " + line for line in body]
+             + ["    except IndexError:", f"        return padded(b + bytes({OFFSET_TRANSP}), i, p)"])
     namespace: dict[str, object] = {}
     exec(compile("\n".join(lines), "<ipfilter>", "exec"), namespace)  # noqa: S102 - our own generated code
-    fast = namespace["match"]
-    assert callable(fast)
-
-    def match(b: bytearray, i: int, p: Packet) -> int:
-        try:
-            return fast(b, i, p)
-        except IndexError:
-            # Click reads past a short header into whatever memory follows;
-            # read zeros instead of failing
-            return fast(b + bytes(OFFSET_TRANSP), i, p)
-
-    return match
+    match = namespace["match"]
+    assert callable(match)
+    return match  # type: ignore[no-any-return]

@@ -335,7 +335,7 @@ def _parse_ports(words: list[str]) -> tuple[int, int]:
 class Flow:
     """One mapping: the forward key, the reply key, and how to rewrite each direction."""
 
-    __slots__ = ("spec", "tcp", "key", "rkey", "outputs", "headers", "csum_adds",
+    __slots__ = ("spec", "tcp", "key", "rkey", "outputs", "headers", "actions",
                  "expiry", "guaranteed", "tflags")
 
     def __init__(self, spec: InputSpec, tcp: bool, key: bytes, rewritten: bytes,
@@ -357,11 +357,15 @@ class Flow:
             delta = _update_cksum(delta, old[k], new[k])
         # Click adds ~delta going forward and delta in reply (update_csum),
         # as a halfword replacing 0: here the constant part of that sum, or
-        # None when there is nothing to change
-        self.csum_adds = tuple(
-            (None if not ip_delta else 0xFFFF + (ip_delta if reply else ~ip_delta & 0xFFFF),
-             None if not delta else 0xFFFF + (delta if reply else ~delta & 0xFFFF))
-            for reply in (False, True))
+        # None when there is nothing to change.  Per direction, everything a
+        # packet needs, sliced once per flow rather than once per packet:
+        # (addresses and ports, destination annotation, IP add, L4 add, output)
+        self.actions = tuple(
+            (header, header[4:8],
+             None if not ip_delta else 0xFFFF + (ip_delta if reply else ~ip_delta & 0xFFFF),
+             None if not delta else 0xFFFF + (delta if reply else ~delta & 0xFFFF),
+             output)
+            for reply, header, output in zip((False, True), self.headers, self.outputs))
         self.expiry = expiry
         self.guaranteed = guaranteed
         self.tflags = 0
@@ -523,92 +527,115 @@ class IPRewriter(Element):
     # -------------------------------------------------------- packets
 
     def push(self, port: int, packet: Packet) -> None:
-        b = packet.buf
-        i = packet.ip_off
-        if i is None:
-            i = packet.off
-        n = len(b)
-        if n - i < 20:
-            proto = t = 0
-        else:
-            proto = b[i + 9]
-            t = i + ((b[i] & 15) << 2)
-        if (proto != 6 and proto != 17) or (b[i + 6] & 0x1F) or b[i + 7] or n - t < 8:
-            # not a first TCP/UDP fragment with ports: only 'pass' inputs forward it
-            spec = self.specs[port]
-            if spec.kind == "nochange":
-                self.out[spec.foutput](packet)
-            return
-        key = bytes(b[i + 12:i + 20]) + b[t:t + 4]
-        table = self.tcp_map if proto == 6 else self.udp_map
-        now = self.clock()
-        if now >= self.next_reap:
-            self._reap(now)
-        entry = table.get(key)
-        if entry is None:
-            spec = self.specs[port]
-            result = self._rewrite(spec, key, table)
-            if not isinstance(result, bytes):
-                if 0 <= result < len(self.out):
-                    self.out[result](packet)
-                return
-            flow = self._add_flow(spec, proto == 6, key, result, table, now)
-            if flow is None:
-                return
-            entry = (flow, False)
-        flow, reply = entry
-        self._apply(flow, reply, packet, b, i, t, n)
-        if proto == 6:
-            if self.tcp_guarantee:
-                flow.expiry, flow.guaranteed = now + self.tcp_guarantee, True
-            else:
-                flow.expiry, flow.guaranteed = now + self._tcp_timeout(flow), False
-        elif self.udp_guarantee:
-            flow.expiry, flow.guaranteed = now + self.udp_guarantee, True
-        else:
-            flow.expiry, flow.guaranteed = now + self._udp_timeout(flow), False
-        self.out[flow.outputs[reply]](packet)
+        self.push_callable(port)(packet)
 
-    def _apply(self, flow: Flow, reply: bool, packet: Packet, b: bytearray, i: int, t: int,
-               n: int) -> None:
-        """Rewrite addresses, ports and checksums (Click's TCPFlow/UDPFlow::apply).
+    def push_callable(self, port: int) -> Callable[[Packet], None]:
+        """Input ``port``'s packet path, one closure over what configure fixed (the hot path).
 
-        Checksums change incrementally by Click's precomputed deltas, so a
-        wrong checksum stays wrong just as in Click.
+        Addresses, ports and checksums change as in Click's TCPFlow/UDPFlow::apply:
+        checksums incrementally by the flow's precomputed deltas, so a wrong
+        checksum stays wrong just as in Click.
         """
-        header = flow.headers[reply]
-        b[i + 12:i + 20] = header[0:8]
-        if self.dst_anno:
-            packet.dst_ip = header[4:8]
-        ip_add, l4_add = flow.csum_adds[reply]
-        if ip_add is not None:
-            c = (~(b[i + 10] << 8 | b[i + 11]) & 0xFFFF) + ip_add
-            c = (c & 0xFFFF) + (c >> 16)
-            c = ~(c + (c >> 16)) & 0xFFFF
-            b[i + 10] = c >> 8
-            b[i + 11] = c & 0xFF
-        if flow.tcp:
-            if n - t < 18:
+        el = self       # clock, next_reap and the timeouts' helpers are read live
+        specs, outs = self.specs, self.out
+        tcp_map, udp_map = self.tcp_map, self.udp_map
+        tcp_guarantee, udp_guarantee = self.tcp_guarantee, self.udp_guarantee
+        dst_anno = self.dst_anno
+
+        def push(packet: Packet) -> None:
+            b = packet.buf
+            i = packet.ip_off
+            if i is None:
+                i = packet.off
+            n = len(b)
+            if n - i < 20:
+                proto = t = 0
+            else:
+                proto = b[i + 9]
+                t = i + ((b[i] & 15) << 2)
+            if (proto != 6 and proto != 17) or (b[i + 6] & 0x1F) or b[i + 7] or n - t < 8:
+                # not a first TCP/UDP fragment with ports: only 'pass' inputs forward it
+                spec = specs[port]
+                if spec.kind == "nochange":
+                    outs[spec.foutput](packet)
                 return
-            b[t:t + 4] = header[8:12]
-            at = t + 16
-            self._track_tcp(flow, reply, b, i, t)
-        else:
-            b[t:t + 4] = header[8:12]
-            # Click's UDP state: bit 0 a reply was seen, then 2 per packet up to 6
-            if reply:
-                flow.tflags |= 1
-            if flow.tflags < 6:
-                flow.tflags += 2
-            if not (b[t + 6] or b[t + 7]):      # a zero UDP checksum means none
-                return
-            at = t + 6
-        if l4_add is not None:
-            c = (~(b[at] << 8 | b[at + 1]) & 0xFFFF) + l4_add
-            c = (c & 0xFFFF) + (c >> 16)
-            c = ~(c + (c >> 16)) & 0xFFFF
-            b[at] = c >> 8
-            b[at + 1] = c & 0xFF
+            # addresses then ports; one slice when no IP options sit between them
+            key = bytes(b[i + 12:t + 4]) if t == i + 20 else bytes(b[i + 12:i + 20]) + b[t:t + 4]
+            table = tcp_map if proto == 6 else udp_map
+            now = el.clock()
+            if now >= el.next_reap:
+                el._reap(now)
+            entry = table.get(key)
+            if entry is None:
+                spec = specs[port]
+                result = el._rewrite(spec, key, table)
+                if not isinstance(result, bytes):
+                    if 0 <= result < len(outs):
+                        outs[result](packet)
+                    return
+                flow = el._add_flow(spec, proto == 6, key, result, table, now)
+                if flow is None:
+                    return
+                reply = False
+            else:
+                flow, reply = entry
+            header, dst, ip_add, l4_add, output = flow.actions[reply]
+            # a TCP header too short for its checksum keeps its ports, as in Click
+            with_ports = proto == 17 or n - t >= 18
+            if with_ports and t == i + 20:
+                b[i + 12:t + 4] = header     # addresses and ports in one write
+            else:
+                b[i + 12:i + 20] = header[0:8]
+                if with_ports:
+                    b[t:t + 4] = header[8:12]
+            if dst_anno:
+                packet.dst_ip = dst
+            if ip_add is not None:
+                c = (~(b[i + 10] << 8 | b[i + 11]) & 0xFFFF) + ip_add
+                c = (c & 0xFFFF) + (c >> 16)
+                c = ~(c + (c >> 16)) & 0xFFFF
+                b[i + 10] = c >> 8
+                b[i + 11] = c & 0xFF
+            at = -1     # where the TCP/UDP checksum is, if it is to change
+            if proto == 6:
+                if with_ports:
+                    at = t + 16
+                    # connection state, which only chooses the flow's timeout
+                    flags = b[t + 13]
+                    ip_len = b[i + 2] << 8 | b[i + 3]
+                    have_payload = ((b[i] & 15) + (b[t + 12] >> 4)) * 4 < ip_len
+                    if flags & _RST:
+                        flow.tflags |= S_FORWARD_DONE | S_REPLY_DONE
+                    elif flags & _FIN:
+                        flow.tflags |= S_FORWARD_DONE << reply
+                    elif flags & _SYN or have_payload:
+                        flow.tflags &= ~(S_FORWARD_DONE << reply)
+                    if have_payload:
+                        flow.tflags |= S_FORWARD_DATA << reply
+                if tcp_guarantee:
+                    flow.expiry, flow.guaranteed = now + tcp_guarantee, True
+                else:
+                    flow.expiry, flow.guaranteed = now + el._tcp_timeout(flow), False
+            else:
+                # Click's UDP state: bit 0 a reply was seen, then 2 per packet up to 6
+                if reply:
+                    flow.tflags |= 1
+                if flow.tflags < 6:
+                    flow.tflags += 2
+                if b[t + 6] or b[t + 7]:        # a zero UDP checksum means none
+                    at = t + 6
+                if udp_guarantee:
+                    flow.expiry, flow.guaranteed = now + udp_guarantee, True
+                else:
+                    flow.expiry, flow.guaranteed = now + el._udp_timeout(flow), False
+            if l4_add is not None and at >= 0:
+                c = (~(b[at] << 8 | b[at + 1]) & 0xFFFF) + l4_add
+                c = (c & 0xFFFF) + (c >> 16)
+                c = ~(c + (c >> 16)) & 0xFFFF
+                b[at] = c >> 8
+                b[at + 1] = c & 0xFF
+            outs[output](packet)
+        return push
 
     def _rewrite(self, spec: InputSpec, key: bytes, table: FlowMap) -> bytes | int:
         """Click's IPRewriterInput::rewrite_flowid: a rewritten key, an output, or DROP."""
@@ -648,21 +675,6 @@ class IPRewriter(Element):
                 return None
         table.rebalance()
         return flow
-
-    @staticmethod
-    def _track_tcp(flow: Flow, reply: bool, b: bytearray, i: int, t: int) -> None:
-        """Connection state, which only chooses the flow's timeout."""
-        flags = b[t + 13]
-        ip_len = b[i + 2] << 8 | b[i + 3]
-        have_payload = ((b[i] & 15) + (b[t + 12] >> 4)) * 4 < ip_len
-        if flags & _RST:
-            flow.tflags |= S_FORWARD_DONE | S_REPLY_DONE
-        elif flags & _FIN:
-            flow.tflags |= S_FORWARD_DONE << reply
-        elif flags & _SYN or have_payload:
-            flow.tflags &= ~(S_FORWARD_DONE << reply)
-        if have_payload:
-            flow.tflags |= S_FORWARD_DATA << reply
 
     def _tcp_timeout(self, flow: Flow) -> float:
         both_done = S_FORWARD_DONE | S_REPLY_DONE
