@@ -508,3 +508,11 @@ def read_yaml(path: str) -> Any:
 def plain_load(text: str) -> Any:
     """Plain libyaml loading with no positions: the baseline the benchmark compares against."""
     return yaml.load(text, Loader=_Loader)
+
+
+def flow_scalar(value: Any) -> str:
+    """``value`` as a YAML flow scalar, quoted only where it would read back as something else.
+
+    Some MAC addresses, for one, read back as sexagesimal integers unless quoted.
+    """
+    return yaml.safe_dump([value], default_flow_style=True, width=1000).strip()[1:-1]

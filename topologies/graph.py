@@ -1,7 +1,8 @@
 """Exports of a Topology: a networkx graph (for the controller) and a Mininet Topo.
 
-networkx is imported here only, within topologies/; Mininet only when a
-Mininet Topo is asked for, so nothing else needs it installed.
+This is the one module of ClickSteer that imports networkx: the controller's
+core computes its paths through the functions here.  Mininet is imported only
+when a Mininet Topo is asked for, so nothing else needs it installed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,24 @@ def to_networkx(topo: Topology) -> networkx.Graph:
     for link in topo.links:
         graph.add_edge(link.a, link.b, ports={link.a: link.a_port, link.b: link.b_port})
     return graph
+
+
+def switch_graph(topo: Topology) -> networkx.Graph:
+    """The switches and the links between them: the graph paths are computed on."""
+    graph = networkx.Graph(name=topo.name)
+    graph.add_nodes_from(sorted(s.name for s in topo.switches))
+    graph.add_edges_from((link.a, link.b) for link in topo.links)
+    return graph
+
+
+def hop_counts(graph: networkx.Graph, source: str) -> dict[str, int]:
+    """Hop counts (breadth-first) from ``source`` to every node it reaches."""
+    return networkx.single_source_shortest_path_length(graph, source)
+
+
+def shortest_path(graph: networkx.Graph, source: str, target: str) -> list[str]:
+    """One shortest path, as networkx picks it (no tie-breaking rule of ours)."""
+    return networkx.shortest_path(graph, source, target)
 
 
 def to_mininet(topo: Topology) -> Any:

@@ -29,10 +29,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from chains.errors import ConfigError, Problem
-from chains.yamlsrc import read_yaml
+from chains.yamlsrc import flow_scalar, read_yaml
 from topologies.model import ComputeHost, Host, Link, Switch, Topology
 
 # The emulator names a switch's or compute host's bridge RUNTAG-NAME, RUNTAG
@@ -388,8 +387,7 @@ def dump_topology(topo: Topology) -> str:
 def _scalar(key: str, value: Any) -> str:
     if key == "dpid":
         return f"{value:#x}"
-    # PyYAML quotes only what would read back as something else (some MACs read as sexagesimal ints)
-    return yaml.safe_dump([value], default_flow_style=True, width=1000).strip()[1:-1]
+    return flow_scalar(value)
 
 
 def write_topology(topo: Topology, path: str | Path) -> None:

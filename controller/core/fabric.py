@@ -1,9 +1,9 @@
 """The fabric as a graph: distances and deterministic shortest paths between switches.
 
-This is the one core module that imports networkx.  Distances come from
-networkx breadth-first search; among equally short paths we always take the
-one whose next switch has the smallest name, so every part of the core (and
-every run) picks the same path.  Because that choice depends only on the
+Distances come from networkx breadth-first search (through topologies.graph,
+the one module that imports networkx); among equally short paths we always
+take the one whose next switch has the smallest name, so every part of the
+core (and every run) picks the same path.  Because that choice depends only on the
 current switch and the target, the paths towards one target form a tree:
 flows that forward by "where is this packet going" never disagree, whichever
 switch the packet came from.
@@ -15,10 +15,9 @@ import bisect
 import ipaddress
 from functools import lru_cache
 
-import networkx as nx
-
 from controller.core.errors import PlanError
 from controller.core.ofmsg import Output
+from topologies.graph import hop_counts, switch_graph
 from topologies.model import Host, Topology
 
 
@@ -27,12 +26,10 @@ class Fabric:
 
     def __init__(self, topology: Topology) -> None:
         self.topology = topology
-        self.graph = nx.Graph()
-        self.graph.add_nodes_from(sorted(s.name for s in topology.switches))
+        self.graph = switch_graph(topology)
         self._ports: dict[tuple[str, str], int] = {}
         self._outputs: dict[tuple[str, str], tuple[Output]] = {}
         for link in topology.links:
-            self.graph.add_edge(link.a, link.b)
             self._ports[link.a, link.b] = link.a_port
             self._ports[link.b, link.a] = link.b_port
         self._neighbours = {n: sorted(self.graph.adj[n]) for n in self.graph}
@@ -58,7 +55,7 @@ class Fabric:
         """Hop counts from ``source`` to every switch it can reach."""
         found = self._distances.get(source)
         if found is None:
-            found = self._distances[source] = nx.single_source_shortest_path_length(self.graph, source)
+            found = self._distances[source] = hop_counts(self.graph, source)
         return found
 
     def next_hops(self, target: str) -> dict[str, str]:
