@@ -244,9 +244,10 @@ class Capture:
         self.files: dict[str, Path] = {}
         self.procs: list[subprocess.Popen[str]] = []
         for iid, (iface, mac) in ports.items():
-            out = work / f"capture-{iid}.txt"
-            self.files[iid] = out
-            with open(out, "w") as handle:
+            # A file of its own (several captures may run at once on the same instance).
+            with tempfile.NamedTemporaryFile("w", dir=work, prefix=f"capture-{iid}-", suffix=".txt",
+                                             delete=False) as handle:
+                self.files[iid] = Path(handle.name)
                 self.procs.append(subprocess.Popen(
                     ["tcpdump", "-i", iface, "-nn", "-tt", "-l", "--immediate-mode", "-c", "1000",
                      f"ether dst {mac} and ({bpf})"],
