@@ -51,8 +51,13 @@ class ControllerClient:
     def ok(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
         """One request that must succeed; ApiError with the controller's words otherwise."""
         status, answer = self.call(method, path, body, content_type)
-        if status >= 400:
-            detail = answer.get("error", "") if isinstance(answer, dict) else str(answer)
-            where = f" (at {answer['field']})" if isinstance(answer, dict) and answer.get("field") else ""
-            raise ApiError(status, answer, f"{method} {path}: {status}: {detail}{where}")
-        return answer
+        return check(method, path, status, answer)
+
+
+def check(method: str, path: str, status: int, answer: Any) -> Any:
+    """The answer of a call that succeeded; ApiError with the controller's words otherwise."""
+    if status >= 400:
+        detail = answer.get("error", "") if isinstance(answer, dict) else str(answer)
+        where = f" (at {answer['field']})" if isinstance(answer, dict) and answer.get("field") else ""
+        raise ApiError(status, answer, f"{method} {path}: {status}: {detail}{where}")
+    return answer

@@ -21,7 +21,7 @@ import yaml
 from chains.errors import ConfigError
 from chains.loader import load_chains
 from clickos_agent.httpapi import ApiServer, read_token
-from controller.client import ApiError, ControllerClient
+from controller.client import ApiError, ControllerClient, check
 
 DEFAULT_OPENFLOW = "127.0.0.1:6653"
 DEFAULT_API = "127.0.0.1:8080"
@@ -168,9 +168,10 @@ def _apply(client: ControllerClient, args: argparse.Namespace) -> int:
     rows = []
     for chain, raw in zip(chainset.chains, document["chains"]):
         body = {"chains": [raw], **({"functions": functions} if functions else {})}
-        status, _ = client.call("GET", f"/v1/chains/{chain.name}?counters=0")
-        view = client.ok("PUT", f"/v1/chains/{chain.name}?wait={args.wait:g}", body)
-        rows.append((chain.name, "replaced" if status == 200 else "created", view["state"], view["reason"]))
+        path = f"/v1/chains/{chain.name}?wait={args.wait:g}"
+        status, view = client.call("PUT", path, body)
+        check("PUT", path, status, view)
+        rows.append((chain.name, "created" if status == 201 else "replaced", view["state"], view["reason"]))
     print(table(("NAME", "ACTION", "STATE", "REASON"), rows))
     return 0 if all(row[2] == "active" for row in rows) else 1
 
