@@ -140,6 +140,7 @@ def error_text(msg: Any) -> str:
 
 SwitchHooks = Any   # the service: switch_up(dpid, ports), switch_down(dpid), link_seen(dpid, port, dpid, port)
 LLDP_COOKIE = 0x11D9
+LLDP_INTERVAL_S = 2.0
 
 
 def _guarded(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
@@ -232,8 +233,13 @@ class ClickSteerApp(BaseApp):  # type: ignore[misc,valid-type]
             self._work.put((self.hooks.link_seen, (*sender, msg.datapath.id, msg.match["in_port"])))
 
     def _worker(self) -> None:
+        """Run the queued calls in order; when idle, probe the links again (a probe sent while a
+        link was still coming up is lost, and links change)."""
         while True:
-            call, args = self._work.get()
+            try:
+                call, args = self._work.get(timeout=LLDP_INTERVAL_S)
+            except queue.Empty:
+                call, args = self.probe_links, ()
             try:
                 call(*args)
             except Exception:  # noqa: BLE001 - a failing call must not stop the ones after it
