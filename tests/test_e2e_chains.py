@@ -15,9 +15,9 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.ovs, pytest.mark.slow]
 
 TOPO = ROOT / "topologies" / "leaf-spine.yaml"
 PROBE_PORT = 45000          # the source port that singles out the captured packet
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -196,6 +198,53 @@ def test_unmatched_traffic_bypasses_instances_and_denied_traffic_never_arrives(s
             sink.close()
 
 
+PROBES = 3000                 # one per millisecond: about 3 s
+CONTROL_PORT = 9500
+ATTEMPTS = 3
+
+
+def probe_run(stage: Stage, port: int, during: Callable[[], T]) -> tuple[set[int], set[int], T]:
+    """Probes client1 -> server1:``port`` and, alongside, client2 -> server2 (the control, in no chain).
+
+    ``during`` is called once a tenth of the probes arrived.  Returns the
+    probes lost, the control probes lost, and what ``during`` returned.
+    """
+    sinks = [UdpSink(stage.ns("server1"), stage.ip("server1"), port),
+             UdpSink(stage.ns("server2"), stage.ip("server2"), CONTROL_PORT)]
+    streams = [threading.Thread(target=udp_stream, args=(stage.ns(src), stage.ip(dst), dst_port, PROBES, 0.001))
+               for src, dst, dst_port in (("client1", "server1", port), ("client2", "server2", CONTROL_PORT))]
+    try:
+        for stream in streams:
+            stream.start()
+        sinks[0].settle(PROBES // 10, quiet=2.0)
+        result = during()
+        for stream in streams:
+            stream.join()
+        lost = [set(range(PROBES)) - sink.seen if sink.settle(PROBES) < PROBES else set() for sink in sinks]
+    finally:
+        for stream in streams:
+            if stream.ident is not None:
+                stream.join()
+        for sink in sinks:
+            sink.close()
+    return lost[0], lost[1], result
+
+
+def without_stalls(stage: Stage, port: int, during: Callable[[int], T]) -> tuple[set[int], T]:
+    """``probe_run``, repeated while the control stream loses probes too (``during`` gets the attempt).
+
+    The fabric's switches share one userspace datapath with every other
+    fabric on the machine; when another one adds or removes ports, it can
+    stall for a while and drop packets on every path.  A run where the
+    control stream lost nothing shows what the chain alone did.
+    """
+    for attempt in range(ATTEMPTS):
+        lost, control_lost, result = probe_run(stage, port, lambda: during(attempt))
+        if not control_lost:
+            return lost, result
+    pytest.fail(f"the control stream lost probes in all {ATTEMPTS} attempts: the datapath keeps stalling")
+
+
 # A closed chain cannot bypass a hop that is not ready, so it shows whether the controller makes the new
 # version before it breaks the old one (DESIGN.md, habit 9).  It does not yet: controller/service.py's
 # _commit stops steering into the old instances at once, and the chain drops traffic until the new ones run.
@@ -213,24 +262,17 @@ def test_replacing_a_chain_with_put_loses_no_probe(stage: Stage, on_failure: str
       - {name: c, function: passthrough}
 """, extra=extra)
     assert stage.apply(first)[0]["state"] == "active"
-    old_ids = hop_ids(stage, name)
-    sink = UdpSink(stage.ns("server1"), stage.ip("server1"), port)
-    count = 3000                      # one probe per millisecond, for about 3 s
-    stream = threading.Thread(target=udp_stream,
-                              args=(stage.ns("client1"), stage.ip("server1"), port, count, 0.001))
-    try:
-        stream.start()
-        while len(sink.seen) < 300:   # the stream is well under way through the old chain
-            sink.settle(300, quiet=0.05)
-        view = stage.api.ok("PUT", f"/v1/chains/{name}?wait=30", replacement, "application/yaml")
-        stream.join()
-        received = sink.settle(count)
-    finally:
-        stream.join()
-        sink.close()
+
+    def put(attempt: int) -> tuple[str, list[str], dict[str, Any]]:
+        """Every attempt changes the chain: to the replacement, back, and so on."""
+        document = (replacement, first)[attempt % 2]
+        before = hop_ids(stage, name)
+        return document, before, stage.api.ok("PUT", f"/v1/chains/{name}?wait=30", document, "application/yaml")
+
+    lost, (document, old_ids, view) = without_stalls(stage, port, put)
     assert view["state"] == "active", view
-    assert received == count, f"lost probes: {sorted(set(range(count)) - sink.seen)[:20]}..."
-    assert [h["name"] for h in stage.counters(name)] == ["fw", "b", "c"]
+    assert not lost, f"{len(lost)} probes lost: {sorted(lost)[:20]}"
+    assert [h["name"] for h in stage.counters(name)] == (["fw", "b", "c"] if document is replacement else ["a", "b"])
     assert all(n > 0 for n in hop_counts(stage, name)), "the new chain carried the stream's end"
     left = {i for ids in stage.wait_released().values() for i in ids}
     assert not left & (set(old_ids) - set(hop_ids(stage, name))), left
@@ -277,12 +319,13 @@ def test_a_bad_chain_is_refused_by_api_and_cli_and_running_chains_keep_forwardin
     running = udp_chain("steady", "10.0.1.1/32", "10.0.2.1/32", 9300, TWO_HOPS)
     assert stage.apply(running)[0]["state"] == "active"
     flows_before, instances_before = flows(stage), stage.api.ok("GET", "/v1/instances")
-    sink = UdpSink(stage.ns("server1"), stage.ip("server1"), 9300)
-    stream = threading.Thread(target=udp_stream,
-                              args=(stage.ns("client1"), stage.ip("server1"), 9300, 1500, 0.001))
-    try:
-        stream.start()
-        api = stage.api
+    api = stage.api
+    # Valid on its own, but it overlaps the running chain at the same priority: the controller says no.
+    overlap = running.replace("steady", "shadow")
+    env = {"CLICKSTEER_API": api.base, "CLICKSTEER_TOKEN_FILE": str(stage.token_file), "PATH": "/usr/bin:/bin"}
+
+    def refuse(_: int) -> None:
+        """Every way in refuses every bad document."""
         status, body = api.call("POST", "/v1/chains", BAD_FUNCTION, "application/yaml")
         assert status == 422 and body["field"] == "chains[0].hops[0].function", body
         status, body = api.call("POST", "/v1/chains", BAD_YAML, "application/yaml")
@@ -290,12 +333,8 @@ def test_a_bad_chain_is_refused_by_api_and_cli_and_running_chains_keep_forwardin
         status, body = api.call("PUT", "/v1/chains/steady", BAD_FUNCTION.replace("broken", "steady"),
                                 "application/yaml")
         assert status == 422, body
-        # Valid on its own, but it overlaps the running chain at the same priority: the controller says no.
-        overlap = running.replace("steady", "shadow")
         status, body = api.call("POST", "/v1/chains", overlap, "application/yaml")
         assert status == 422 and body["field"] == "chains[0].classifier", body
-
-        env = {"CLICKSTEER_API": api.base, "CLICKSTEER_TOKEN_FILE": str(stage.token_file), "PATH": "/usr/bin:/bin"}
         for text, code, words in ((BAD_FUNCTION, 2, "teleporter"), (BAD_YAML, 2, "bad.yaml:"),
                                   (overlap, 1, "overlap")):
             path = tmp_path / "bad.yaml"
@@ -304,12 +343,12 @@ def test_a_bad_chain_is_refused_by_api_and_cli_and_running_chains_keep_forwardin
                                  capture_output=True, text=True, env=env, cwd=ROOT)
             assert cli.returncode == code, (text, cli.stdout, cli.stderr)
             assert words in cli.stderr, cli.stderr
-        stream.join()
-        assert sink.settle(1500) == 1500
-    finally:
-        stream.join()
-        sink.close()
+
+    lost, _ = without_stalls(stage, 9300, refuse)
+    assert not lost, f"{len(lost)} probes lost: {sorted(lost)[:20]}"
     assert flows(stage) == flows_before
     assert stage.api.ok("GET", "/v1/instances") == instances_before
     assert [c["name"] for c in stage.api.ok("GET", "/v1/chains")["chains"]] == ["steady"]
-    assert hop_counts(stage, "steady") == [1500, 1500]
+    # The probes crossed both hops (none bypassed them, none was lost between them).
+    first, second = hop_counts(stage, "steady")
+    assert first == second >= PROBES
