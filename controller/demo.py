@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from typing import Any, TypeVar
 
 from controller import testbed
 from controller.client import ApiError, ControllerClient
+from controller.commands import table
 from topologies import emulator
 from topologies.emulator import FabricState
 from topologies.loader import load_topology
@@ -431,8 +433,6 @@ class Report:
 
 def hop_table(hops: list[dict[str, Any]], first_seen: dict[str, float] | None = None) -> str:
     """One row per instance, in hop order: where it runs and what it counted."""
-    from controller.commands import table     # not at import: controller.commands imports this module
-
     rows = []
     t0 = min(first_seen.values()) if first_seen else 0.0
     for number, hop in enumerate(hops, 1):
@@ -637,6 +637,7 @@ def run_demo(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             report.check(False, "interrupted")
         except Exception as exc:  # noqa: BLE001 - reported as a failed check, then torn down
+            traceback.print_exc()
             report.check(False, f"{type(exc).__name__}: {exc}")
         finally:
             if not kept:
