@@ -88,6 +88,17 @@ class _Plan:
     changed: set[str]                # running instances retired because their config changes
 
 
+@dataclass(frozen=True)
+class _Version:
+    """A replaced chain as it was: it keeps the traffic until every instance of the new one runs."""
+
+    chain: Chain
+    slots: dict[tuple[str, int], tuple[InstanceSpec, ...]]
+
+    def ids(self) -> set[str]:
+        return {spec.id for specs in self.slots.values() for spec in specs}
+
+
 class ChainService:
     def __init__(self, topology: Topology, agents: Callable[[str], AgentClient],
                  southbound: Southbound | None = None, now: Callable[[], float] = time.time) -> None:
@@ -100,7 +111,7 @@ class ChainService:
         self.chains: dict[str, Chain] = {}
         self.functions: Mapping[str, CustomFunction] = MappingProxyType({})
         self.placement = Placement()
-        self.retiring: dict[tuple[str, int], tuple[InstanceSpec, ...]] = {}   # slot -> old instances serving it
+        self.previous: dict[str, _Version] = {}   # replaced chains still serving until their new instances run
         self.instances: dict[str, Instance] = {}
         self.status: dict[str, ChainStatus] = {}
         self.installed: Desired = compile_fabric(topology, [], Placement(), ())
@@ -200,8 +211,8 @@ class ChainService:
 
         A running instance whose config would change (its hop's function or
         params did) is not rebooted under its id: the hop gets new instances
-        (new ids, MACs and labels) and the old ones keep serving until those
-        run (make-before-break; see ``_serving``).
+        (new ids, MACs and labels), so that the old version of the chain can
+        keep serving until they run (make-before-break; see ``_serving``).
         """
         positions = {c.name: i for i, c in enumerate(request.chains)}
         placement, configs = self._place(chains, functions, positions, filename, set())
@@ -216,8 +227,9 @@ class ChainService:
         """Placement and rendered configs; ``changed`` instances are retired (their names stay taken)."""
         existing = {iid: replace(spec, hop=RETIRED + spec.hop) if iid in changed else spec
                     for iid, spec in self.placement.by_id().items()}
-        for specs in self.retiring.values():
-            existing.update({spec.id: replace(spec, hop=RETIRED + spec.hop) for spec in specs})
+        for version in self.previous.values():
+            existing.update({spec.id: replace(spec, hop=RETIRED + spec.hop) for specs in version.slots.values()
+                             for spec in specs if spec.id not in existing})
         try:
             placement = place(self.topology, chains.values(), existing=existing)
             compile_fabric(self.topology, chains.values(), placement, ())
@@ -244,13 +256,23 @@ class ChainService:
     def _commit(self, plan: _Plan) -> None:
         """Adopt a validated plan: steer, then boot what is new and release what is gone."""
         wanted = plan.placement.by_id()
-        for slot, specs in self.placement.items():
-            old = tuple(replace(s, hop_index=slot[1]) for s in specs if s.id in plan.changed)
-            if old and slot not in self.retiring:
-                self.retiring[slot] = old          # they serve the slot until its new instances run
-        retiring = {s.id for specs in self.retiring.values() for s in specs}
+        for name, chain in plan.chains.items():
+            current = self.chains.get(name)
+            if current is None or current == chain or name in self.previous:
+                continue    # new, unchanged, or already replaced by a version still booting (the oldest serves)
+            slots = {(name, k): self.placement[name, k] for k in range(len(current.hops))}
+            version = _Version(current, slots)
+            new = [s.id for k in range(len(chain.hops)) for s in plan.placement[name, k]]
+            must_boot = any(i not in self.instances or self.instances[i].config != plan.configs[i]
+                            or self.instances[i].state != RUNNING for i in new)
+            if must_boot and all(self.instances[i].state == RUNNING for i in version.ids()):
+                self.previous[name] = version
+        for name in list(self.previous):
+            if name not in plan.chains:
+                del self.previous[name]          # deleted: nothing serves it any more
+        serving = {i for version in self.previous.values() for i in version.ids()}
         # Failed instances are stale too: applying again retries them (same id).
-        stale = {iid for iid, inst in self.instances.items() if iid not in retiring
+        stale = {iid for iid, inst in self.instances.items() if iid not in serving
                  and (iid not in wanted or plan.configs[iid] != inst.config or inst.state == FAILED)}
         self.chains, self.functions, self.placement = plan.chains, plan.functions, plan.placement
         for name in list(self.status):
@@ -351,29 +373,39 @@ class ChainService:
     def _ready(self) -> set[str]:
         return {iid for iid, inst in self.instances.items() if inst.state == RUNNING}
 
-    def _serving(self) -> Placement:
-        """The placement traffic follows: a slot whose new instances do not all run yet keeps its old ones."""
-        serving = Placement(self.placement)
-        for slot, old in self.retiring.items():
-            if slot in serving and not all(self.instances[s.id].state == RUNNING for s in serving[slot]):
-                serving[slot] = old
-        return serving
+    def _serving(self) -> tuple[list[Chain], Placement, set[str]]:
+        """The chains and placement traffic follows, and which chains still follow their old
+        version: a replaced chain keeps it until every instance of its new one runs."""
+        chains, placement = dict(self.chains), Placement(self.placement)
+        old = set()
+        for name, version in self.previous.items():
+            new = [s.id for k in range(len(chains[name].hops)) for s in placement[name, k]]
+            if all(self.instances[i].state == RUNNING for i in new):
+                continue
+            for k in range(len(chains[name].hops)):
+                del placement[name, k]
+            chains[name] = version.chain
+            placement.update(version.slots)
+            old.add(name)
+        return list(chains.values()), placement, old
 
     def _reconcile(self) -> None:
         """Compile with the instances that are ready, send the diff, update the chains' states."""
-        desired = compile_fabric(self.topology, self.chains.values(), self._serving(), self._ready())
+        chains, placement, old = self._serving()
+        desired = compile_fabric(self.topology, chains, placement, self._ready())
         messages = diff(self.installed, desired)
         result = self._send(messages)
         self.installed = desired
         self._update_status(result)
-        # Retired instances no traffic goes to any more can go.
-        for slot, old in list(self.retiring.items()):
-            new = self.placement.get(slot, ())
-            if all(self.instances[s.id].state == RUNNING for s in new):
-                del self.retiring[slot]
-                for spec in old:
-                    self.instances.pop(spec.id, None)
-                    self._spawn(self._release, spec)
+        # Old versions no traffic follows any more: release their instances the new ones do not use.
+        wanted = self.placement.by_id()
+        for name, version in list(self.previous.items()):
+            if name not in old:
+                del self.previous[name]
+                for iid in version.ids() - set(wanted):
+                    inst = self.instances.pop(iid, None)
+                    if inst is not None:
+                        self._spawn(self._release, inst.spec)
 
     def _send(self, messages: list[Message]) -> SendResult:
         if not messages:
@@ -556,7 +588,7 @@ class ChainService:
 
     def instances_view(self) -> list[dict[str, Any]]:
         with self._lock:
-            retiring = {s.id for specs in self.retiring.values() for s in specs}
+            retiring = {i for version in self.previous.values() for i in version.ids()} - set(self.placement.by_id())
             return [{"id": iid, "chain": i.spec.chain, "hop": i.spec.hop, "hop_index": i.spec.hop_index,
                      "index": i.spec.index, "compute": i.spec.compute, "function": i.spec.function,
                      "mac": i.spec.mac, "label": i.spec.label, "state": i.state, "reason": i.reason,

@@ -337,7 +337,7 @@ def test_deleting_a_chain_mid_replacement_releases_old_and_new_instances(setup: 
     service.replace("web", load_chains(WEB.replace("default: allow", "default: deny"), "web.yaml"))
     new_fw = service.placement["web", 0][0]
     service.delete("web")
-    assert service.installed.flows == baseline and not service.retiring and not service.instances
+    assert service.installed.flows == baseline and not service.previous and not service.instances
     boot_all(service, agent, [])           # let the new firewall's boot finish: it is released, not used
     for _ in range(2):                     # boot-all starts the last release: join it, then that
         for thread in threading.enumerate():
@@ -345,3 +345,39 @@ def test_deleting_a_chain_mid_replacement_releases_old_and_new_instances(setup: 
                 thread.join()
     assert old_fw.id in agent.deleted and not service.instances
     assert new_fw.id not in agent.instances
+
+
+TWO_HOPS_CLOSED = """
+chains:
+  - name: web
+    on_failure: closed
+    classifier: {src: 10.0.1.0/24, dst: 10.0.2.0/24, protocol: tcp, dst_port: 80}
+    hops:
+      - {name: a, function: monitor}
+      - {name: b, function: passthrough}
+"""
+
+
+def test_a_closed_chain_keeps_its_old_version_until_the_new_hops_run(setup: Any) -> None:
+    service, agent, switches = setup
+    service.create(load_chains(TWO_HOPS_CLOSED, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    old = {i["id"]: i["mac"] for i in service.instances_view()}
+    agent.auto = False
+    replacement = TWO_HOPS_CLOSED.replace("{name: a, function: monitor}",
+                                          "{name: fw, function: firewall, params: {default: allow}}")
+    replacement = replacement.replace("      - {name: b, function: passthrough}\n",
+                                      "      - {name: b, function: passthrough}\n      - {name: c, function: monitor}\n")
+    service.replace("web", load_chains(replacement, "web.yaml"))
+    # New hops boot; the old version (a, b) keeps the traffic meanwhile, nothing is dropped.
+    assert handovers(service, set(old.values())) == set(old.values())
+    new = {s.mac for k in range(3) for s in service.placement["web", k]}
+    assert handovers(service, new - set(old.values())) == set()
+    boot_all(service, agent, ["web"])
+    assert service.chain_view("web")["state"] == "active"
+    assert handovers(service, new | set(old.values())) == new
+    a = next(i for i in old if "-a-" in i)
+    for thread in threading.enumerate():
+        if thread.name == f"_release-{a}":
+            thread.join()
+    assert a in agent.deleted and "web-b-0" not in agent.deleted
