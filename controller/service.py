@@ -9,7 +9,8 @@ fabric with only ``running`` instances ready, diff against what is
 installed, and send the diff through the southbound (os-ken in production,
 a fake in tests).  A chain's state: ``pending`` -> ``booting`` -> ``active``,
 or ``error`` with the reason (a failed instance, a switch that refused one of
-its flows).
+its flows).  A replaced chain keeps its old version (chain and instances)
+serving until every instance of the new one runs: make before break.
 """
 
 from __future__ import annotations
