@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import yaml
 
 from chains.errors import ConfigError
+from chains.export import chainset_to_data
 from chains.loader import load_chains
 from clickos_agent.httpapi import ApiServer, read_token
 from controller.client import ApiError, ControllerClient, check
@@ -163,7 +163,7 @@ def _apply(client: ControllerClient, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    document = yaml.safe_load(text)
+    document = chainset_to_data(chainset)
     functions = document.get("functions") or {}
     rows = []
     for chain, raw in zip(chainset.chains, document["chains"]):
