@@ -52,6 +52,53 @@ def _errors(text: str) -> list[str]:
     # a compound's elements come after the top level's, so the top-level q defines foo first
     ("elementclass C { p :: IPRewriterPatterns(foo 1.0.0.1 - - -); input -> output }\n"
      "Idle -> C -> Discard; q :: IPRewriterPatterns(foo 1.0.0.1 - - -)", "pattern 'foo' already defined"),
+    # empty positional arguments are still arguments
+    ("Idle -> CheckIPHeader(,) -> Discard", "too many arguments"),
+    ("Idle -> CheckIPHeader(VERBOSE true, , ) -> Discard", "too many arguments"),
+    # user-level FromDevice/ToDevice: ranges, keywords and METHODs of a Linux build
+    ("FromDevice(eth0, SNAPLEN 13) -> Discard", "SNAPLEN out of range"),
+    ("FromDevice(eth0, SNAPLEN 65536) -> Discard", "SNAPLEN out of range"),
+    ("FromDevice(eth0, HEADROOM 8191) -> Discard", "HEADROOM out of range"),
+    ("FromDevice(eth0, BURST 0) -> Discard", "BURST out of range"),
+    ("FromDevice(eth0, METHOD PCAP) -> Discard", "bad METHOD"),
+    ("FromDevice(eth0, CAPTURE linux) -> Discard", "bad METHOD"),
+    ("FromDevice(eth0, ACTIVE true) -> Discard", "ACTIVE: unknown argument"),
+    ("FromDevice(\"\") -> Discard", "interface not set"),
+    ("Idle -> Queue -> ToDevice(eth0, METHOD PCAP)", "bad METHOD"),
+    ("Idle -> Queue -> ToDevice(eth0, METHOD a b)", "METHOD: parse error"),
+    ("Idle -> Queue -> ToDevice(eth0, BURST 4294967295)", "BURST: out of range"),
+    ("Idle -> Queue -> ToDevice(eth0, QUEUE 1)", "QUEUE: unknown argument"),
+    ("Idle -> Queue -> ToDevice(eth0, ALLOW_NONEXISTENT true)", "ALLOW_NONEXISTENT: unknown argument"),
+    # annotations: a name must have the element's size; a number is size << 16 | offset
+    ("Idle -> SetIPAddress(1.0.0.1, ANNO PAINT) -> Discard", "ANNO: parse error"),
+    ("Idle -> SetIPAddress(1.0.0.1, ANNO 65536) -> Discard", "ANNO: parse error"),
+    ("Idle -> Paint(1, ANNO DST_IP) -> Discard", "ANNO: parse error"),
+    ("Idle -> Paint(1, ANNO paint) -> Discard", "ANNO: parse error"),
+    ("Idle -> Paint(1, ANNO 48) -> Discard", "ANNO: parse error"),
+    ("Idle -> Paint(1, ANNO 65584) -> Discard", "ANNO: parse error"),
+    ("Idle -> StoreEtherAddress(OFFSET src, ANNO 44) -> Discard", "ANNO: parse error"),
+    # C ints and Click's fixed-point SAMPLE
+    ("Idle -> MarkIPHeader(4294967295) -> Discard", "OFFSET: out of range"),
+    ("Idle -> Print(x, 4294967295) -> Discard", "MAXLENGTH: out of range"),
+    ("FromDump(in.pcap, SAMPLE 16) -> Discard", "SAMPLE:"),
+    ("FromDump(in.pcap, SAMPLE -0.5) -> Discard", "SAMPLE:"),
+    ("FromDump(in.pcap, SAMPLE 0x1) -> Discard", "SAMPLE:"),
+    # Meter: whole bytes per second, rounded half up, at most 2^32 >> 10
+    ("Idle -> m :: Meter(1.5Bps, 1.6Bps); m[0] -> Discard; m[1] -> Discard; m[2] -> Discard",
+     "rate 2 must be > rate 1"),
+    ("Idle -> m :: Meter(4194303, 4194304); m[0] -> Discard; m[1] -> Discard; m[2] -> Discard",
+     "rate 2 too large (max 4194303)"),
+    # ToDump: ENCAP names are Click's, case-sensitive; USE_ENCAP_FROM names elements with 'encap'
+    ("Idle -> ToDump(out.pcap, ENCAP ip)", "bad encapsulation type"),
+    ("Idle -> ToDump(out.pcap, ENCAP RAW)", "bad encapsulation type"),
+    ("Idle -> ToDump(out.pcap, USE_ENCAP_FROM foo)", "no element named 'foo'"),
+    ("Idle -> c :: Counter -> ToDump(out.pcap, USE_ENCAP_FROM c)", "'c :: Counter' has no 'encap' read handler"),
+    # handler calls are checked as Click's initialize does
+    ("Idle -> Counter(COUNT_CALL 20) -> Discard", "syntax error"),
+    ("Idle -> Counter(COUNT_CALL 3 4) -> Discard", "no '4' write handler"),
+    ("Idle -> Counter(BYTE_COUNT_CALL 3 nope.reset) -> Discard", "no element named 'nope'"),
+    ("Idle -> Counter(COUNT_CALL 3 c.count) -> c :: Counter -> Discard", "no 'c.count' write handler"),
+    ("FromDump(in.pcap, END_CALL dst) -> Discard", "no 'dst' write handler"),
 ])
 def test_click_rejects(text: str, message: str) -> None:
     errors = _errors(text)
@@ -73,6 +120,23 @@ def test_click_rejects(text: str, message: str) -> None:
     # a sibling compound's definition is out of scope, so this is no redefinition
     "elementclass C { p :: IPRewriterPatterns(foo 1.0.0.1 - - -); input -> output }\n"
     "c1 :: C; c2 :: C; Idle -> c1 -> c2 -> Discard",
+    "Idle -> CheckIPHeader(VERBOSE true, ) -> Discard",
+    "FromDevice(eth0, SNAPLEN 65535, HEADROOM 8190, METHOD LINUX, ENCAP FOO, BPF_FILTER x) -> Discard",
+    "Idle -> Queue -> ToDevice(eth0, METHOD LINUX, BURST 2, DEBUG true)",
+    # an empty mandatory argument is given, unparsed
+    "Idle -> RatedSplitter(, ) -> Discard",
+    "Idle -> EtherRewrite(, DST 0:1:2:3:4:5) -> Discard",
+    "Idle -> StoreEtherAddress(, OFFSET 2) -> Discard",
+    "Idle -> SetIPAddress(1.0.0.1, ANNO 262144) -> Paint(1, ANNO 65583) -> Paint(1, ANNO FIX_IP_SRC) -> Discard",
+    "Idle -> Paint(0x10, 010, ANNO 65536) -> Discard",
+    "Idle -> m :: Meter(1.4Bps, 1.6Bps); m[0] -> Discard; m[1] -> Discard; m[2] -> Discard",
+    "FromDump(in.pcap, SAMPLE 15.9999999968) -> Discard; FromDump(in.pcap, SAMPLE 1_0) -> Discard",
+    "Idle -> ToDump(out.pcap, ENCAP \"IP\") -> ToDump(o2.pcap, ENCAP 802.11) -> ToDump(o3.pcap, ENCAP #5)",
+    "f :: FromDump(in.pcap) -> ToDump(out.pcap, USE_ENCAP_FROM f f)",
+    # handler calls: element handlers, the caller's own, global ones, live reconfiguration
+    "Idle -> c :: Counter(COUNT_CALL 3 c.reset, BYTE_COUNT_CALL 10 reset) -> Discard",
+    "Idle -> Counter(COUNT_CALL 3 stop) -> q :: Queue -> Counter(COUNT_CALL 1 q.config 5) -> Discard",
+    "FromDump(in.pcap, END_CALL .stop) -> Discard",
 ])
 def test_click_accepts(text: str) -> None:
     assert _errors(text) == []

@@ -396,7 +396,7 @@ def test_ratedsplitter_and_meter_split_a_fast_burst(tmp_path: Path) -> None:
     out, _ = run(tmp_path, "FromDump(%IN%) -> b :: BandwidthRatedSplitter(1kBps) -> ToDump(%OUT_a%); "
                            "b[1] -> ToDump(%OUT_b%)", packets, outputs=("a", "b"))
     assert len(out["a"]) + len(out["b"]) == 200
-    out, _ = run(tmp_path, "FromDump(%IN%) -> m :: Meter(1000000000) -> ToDump(%OUT_a%); "
+    out, _ = run(tmp_path, "FromDump(%IN%) -> m :: Meter(4194303) -> ToDump(%OUT_a%); "
                            "m[1] -> ToDump(%OUT_b%)", packets, outputs=("a", "b"))
     assert out["a"] == packets and out["b"] == []
 

@@ -236,12 +236,16 @@ class Spec:
     default: Any = None
 
 
-def parse_keywords(args: Sequence[str], specs: Sequence[Spec]) -> dict[str, Any]:
+def parse_keywords(args: Sequence[str], specs: Sequence[Spec],
+                   given: set[str] | None = None) -> dict[str, Any]:
     """Parse ``args`` against ``specs`` like Click's Args; returns keyword -> value.
 
     Positional specs take, in order, the leading arguments that have no
     keyword; a keyword argument matches its spec wherever it is, the last one
     winning.  Leftovers are ``KW: unknown argument`` / ``too many arguments``.
+    An empty argument satisfies a mandatory spec without being parsed (the
+    value is the default); ``given``, if passed, collects the keywords that had
+    an argument, empty or not (Click's read_status).
     """
     keywords = [keyword_of(a) for a in args]
     # per argument: None unused, "kw" taken by keyword, "pos" taken by position
@@ -267,6 +271,8 @@ def parse_keywords(args: Sequence[str], specs: Sequence[Spec]) -> dict[str, Any]
                     text = args[first]
         if text is None and spec.mandatory:
             errors.append(f"{spec.keyword}: required argument missing")
+        if text is not None and given is not None:
+            given.add(spec.keyword)
         if not text:
             # an empty argument counts as not given, without complaint (Click's Args)
             values[spec.keyword] = spec.default
@@ -458,15 +464,16 @@ def parse_time(text: str) -> float:
     return float(split[0].replace("_", "")) * split[1]
 
 
-def parse_bandwidth(text: str) -> float:
-    """Click's BandwidthArg: bytes per second; units bps/Bps/baud with k/M/G prefixes.
+def parse_bandwidth(text: str) -> int:
+    """Click's BandwidthArg: whole bytes per second (rounded half up, as Click's
+    unsigned result); units bps/Bps/baud with k/M/G prefixes.
 
     A bare number means bytes per second, as in Click.
     """
     split = _split_unit(text, _BANDWIDTH, _BANDWIDTH_PREFIX)
     if split is None:
         raise ArgError("expected bandwidth")
-    value = float(split[0].replace("_", "")) * split[1]
+    value = int(float(split[0].replace("_", "")) * split[1] + 0.5)
     if value > 0xFFFFFFFF:
         raise ArgError("out of range")
     return value

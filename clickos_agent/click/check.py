@@ -268,6 +268,7 @@ class _Checker:
             element = self.registry[d.cls](d.name, self.nin[d.name], self.nout[d.name])
             element.config = d.config
             element.names = names
+            names.elements[d.name] = element
             # the resolved processing, as the runtime sets it before configure
             element.input_modes = [m if m == PULL else PUSH for m in self.inputs[d.name]]
             element.output_modes = [PULL if m == PULL else PUSH for m in self.outputs[d.name]]
@@ -284,6 +285,17 @@ class _Checker:
         for d in self.decls:
             if d.name in failures:
                 self.error(d, f"While configuring '{d.name} :: {d.cls}': {failures[d.name]}")
+        if failures:
+            return
+        # what Click's initialize checks regardless of the host (handler calls, names)
+        for d, element in zip(self.decls, elements):
+            try:
+                element.resolve()
+            except ArgError as e:
+                self.error(d, f"While initializing '{d.name} :: {d.cls}': {e}")
+            except Exception as e:  # an element's bug must not crash the checker
+                self.error(d, f"While initializing '{d.name} :: {d.cls}': "
+                              f"internal error: {type(e).__name__}: {e}")
 
     def modes(self) -> dict[str, tuple[str, str]]:
         return {d.name: ("".join(PULL if m == PULL else PUSH for m in self.inputs[d.name]),

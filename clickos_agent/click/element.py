@@ -70,30 +70,86 @@ def element_class(cls: type[Element]) -> type[Element]:
 
 
 class NameScope:
-    """Names that elements define for one another while configuring (Click's NameInfo).
+    """Names that elements define for one another while configuring (Click's NameInfo),
+    and the router's elements, which ``find`` and handler calls resolve.
 
     A name defined by element ``c/x`` lives in compound ``c/``; a lookup from
     element ``c/d/y`` tries ``c/d/``, then ``c/``, then the top level, so a
     compound sees its own and its enclosing definitions, never a sibling's.
+    Element names resolve the same way (Click's Router::find).
     """
 
     def __init__(self) -> None:
         self._values: dict[tuple[str, str], object] = {}
+        self.elements: dict[str, Element] = {}
 
     @staticmethod
-    def _prefix(context: str) -> str:
-        return context[:context.rfind("/") + 1]
+    def _prefixes(context: str) -> list[str]:
+        """``c/d/y`` -> ``["c/d/", "c/", ""]``."""
+        parts = context.split("/")[:-1]
+        return ["".join(p + "/" for p in parts[:k]) for k in range(len(parts), -1, -1)]
 
     def define(self, kind: str, context: str, name: str, value: object) -> None:
-        self._values[(kind, self._prefix(context) + name)] = value
+        self._values[(kind, self._prefixes(context)[0] + name)] = value
 
     def lookup(self, kind: str, context: str, name: str) -> object | None:
-        prefix = self._prefix(context)
-        while True:
+        for prefix in self._prefixes(context):
             value = self._values.get((kind, prefix + name))
-            if value is not None or not prefix:
+            if value is not None:
                 return value
-            prefix = prefix[:prefix.rfind("/", 0, len(prefix) - 1) + 1]
+        return None
+
+    def find(self, context: str, name: str) -> Element | None:
+        """The element ``name`` as seen from element ``context``, or None."""
+        for prefix in self._prefixes(context):
+            element = self.elements.get(prefix + name)
+            if element is not None:
+                return element
+        return None
+
+    def check_write_call(self, context: Element, call: str) -> None:
+        """Raise ArgError unless ``call`` (``[ELEMENT.]HANDLER [VALUE]``) names a write
+        handler, resolved as Click's HandlerCall does at initialize."""
+        from clickos_agent.click.args import parse_string, split_words
+        words = split_words(call)
+        try:
+            text = parse_string(words[0]) if words else ""
+        except ArgError:
+            text = ""
+        if not text or text.endswith("."):
+            raise ArgError("syntax error")
+        dot = text.find(".")
+        element: Element | None = None
+        hname = text
+        if dot == 0:
+            hname = text[1:]
+        elif dot > 0:
+            element = self.find(context.name, text[:dot])
+            if element is not None:
+                hname = text[dot + 1:]
+        if element is None and dot != 0:
+            # a bare name may be the caller's own handler, else a global one
+            if (text in context.read_handlers or text in context.write_handlers
+                    or text in DEFAULT_HANDLERS):
+                element = context
+            elif dot > 0 and text not in GLOBAL_HANDLERS:
+                raise ArgError(f"no element named '{text[:dot]}'")
+        if element is None:
+            writable = "w" in GLOBAL_HANDLERS.get(hname, "")
+        else:
+            writable = hname in element.write_handlers or (
+                hname == "config" and element.live_reconfigure)
+        if not writable:
+            shown = hname if element is None else f"{element.name}.{hname}"
+            raise ArgError(f"no '{shown}' write handler")
+
+
+# the router's own handlers in Click 2.1 (user level) and whether they read or write
+GLOBAL_HANDLERS = {"version": "r", "driver": "r", "config": "r", "flatconfig": "r",
+                   "requirements": "r", "handlers": "r", "list": "r", "classes": "r",
+                   "packages": "r", "stop": "w", "timewarp": "rw"}
+# every element's own read handlers in Click
+DEFAULT_HANDLERS = ("name", "class", "config", "ports", "handlers")
 
 
 # Click's configure phases: an element that defines names for others configures first
@@ -111,6 +167,8 @@ class Element:
     port_count: ClassVar[str] = "1/1"
     processing: ClassVar[str] = "a/a"
     configure_phase: ClassVar[int] = CONFIGURE_PHASE_DEFAULT
+    # Click lets a write to ``config`` reconfigure the element live
+    live_reconfigure: ClassVar[bool] = False
 
     def __init__(self, name: str, ninputs: int, noutputs: int) -> None:
         self.name = name
@@ -161,6 +219,11 @@ class Element:
         """Parse configuration arguments; the default takes none."""
         if args:
             raise ArgError("too many arguments")
+
+    def resolve(self) -> None:
+        """Check references to other elements once all are configured (handler calls,
+        element names), raising ArgError as Click's initialize would; ``self.names``
+        holds them.  Runs in the checker too, unlike ``initialize``."""
 
     def initialize(self, router: Router) -> None:
         """Called once the graph is wired, before packets flow (open devices, files)."""

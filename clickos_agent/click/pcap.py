@@ -12,16 +12,36 @@ import struct
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from clickos_agent.click.args import parse_uint
+from clickos_agent.click.element import ArgError
+
 MAGIC_USEC = 0xA1B2C3D4
 MAGIC_NSEC = 0xA1B23C4D
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
 
-# Click's names for link types (fake_pcap_parse_dlt), for ToDump's ENCAP and
-# FromDump's ``encap`` handler.
-ENCAP_NAMES = {"ETHER": 1, "IP": 12, "RAW": 12, "IP4": 228, "NULL": 0, "FDDI": 10,
-               "802_11": 105, "SLL": 113, "PPP": 9, "AIRONET": 127, "HDLC": 104,
-               "PPP_HDLC": 50, "PRISM": 119, "SUNATM": 123}
+# Click's names for link types (fake_pcap_parse_dlt, case-sensitive), for
+# ToDump's ENCAP; ``#N`` names link type N.
+ENCAP_NAMES = {"NULL": 0, "IP": 101, "ETHER": 1, "FDDI": 10, "ATM": 100, "RFC1483": 100,
+               "ATM_RFC1483": 100, "802_11": 105, "802.11": 105, "802_11_RADIO": 127,
+               "802.11_RADIO": 127, "SLL": 113, "AIRONET": 120, "HDLC": 104, "PPP_HDLC": 50,
+               "PPP": 9, "SUNATM": 123, "PRISM": 119}
+
+
+def parse_encap(name: str) -> int | None:
+    """The link type Click's fake_pcap_parse_dlt gives ``name``, or None."""
+    if name in ENCAP_NAMES:
+        return ENCAP_NAMES[name]
+    if len(name) >= 2 and name[0] == "#":
+        try:
+            dlt = parse_uint(name[1:])
+        except ArgError:
+            return None
+        return dlt if dlt < 0x7FFFFFFF else None
+    return None
+
+
+# FromDump's ``encap`` handler
 ENCAP_OF_LINKTYPE = {1: "ETHER", 12: "IP", 101: "IP", 228: "IP", 0: "NULL", 10: "FDDI",
                      105: "802_11", 113: "SLL", 9: "PPP", 127: "AIRONET", 104: "HDLC",
                      50: "PPP_HDLC", 119: "PRISM", 123: "SUNATM"}

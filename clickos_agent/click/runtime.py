@@ -188,6 +188,7 @@ class Router:
             elem.pull_in = [_unconnected_pull] * nin[name]
             self.elements[name] = elem
         names = NameScope()
+        names.elements.update(self.elements)
         failures: dict[str, str] = {}
         for elem in configure_order(list(self.elements.values())):
             elem.names = names
@@ -199,6 +200,14 @@ class Router:
         errors += [f"{self._where(name)}: While configuring '{name} :: "
                    f"{self.elements[name].class_name}': {failures[name]}"
                    for name in self.elements if name in failures]
+        if errors:
+            raise RouterError(errors)
+        for name, elem in self.elements.items():
+            try:
+                elem.resolve()
+            except ArgError as e:
+                errors.append(f"{self._where(name)}: While initializing '{name} :: "
+                              f"{elem.class_name}': {e}")
         if errors:
             raise RouterError(errors)
 

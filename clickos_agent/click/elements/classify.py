@@ -164,6 +164,7 @@ class Classifier(_Dispatcher):
     """Click's Classifier: byte patterns on the packet data, one per output."""
 
     class_name = "Classifier"
+    live_reconfigure = True
 
     def configure(self, args: list[str]) -> None:
         if len(args) != self.noutputs:
@@ -192,6 +193,7 @@ class IPFilter(_Dispatcher):
     """Click's IPFilter: ``ACTION EXPR`` rules, first match wins; ``deny``/``drop`` drop."""
 
     class_name = "IPFilter"
+    live_reconfigure = True
 
     def configure(self, args: list[str]) -> None:
         self._set_program(ipexpr.parse_patterns(args, self.noutputs))
@@ -219,6 +221,7 @@ class IPClassifier(IPFilter):
     """Click's IPClassifier: one IP expression per output (IPFilter with ``N`` actions)."""
 
     class_name = "IPClassifier"
+    live_reconfigure = True
 
     def configure(self, args: list[str]) -> None:
         if len(args) != self.noutputs:

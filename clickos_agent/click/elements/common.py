@@ -10,23 +10,33 @@ from clickos_agent.click.args import parse_bool, parse_int, parse_ip, parse_mac
 from clickos_agent.click.element import ArgError, Element
 from clickos_agent.click.packet import DST_IP_ANNO_OFFSET, PAINT_ANNO_OFFSET
 
-# Click's annotation names (NameInfo T_ANNOTATION) that ANNO arguments accept.
-ANNO_NAMES = {"PAINT": PAINT_ANNO_OFFSET, "DST_IP": DST_IP_ANNO_OFFSET,
-              "ICMP_PARAMPROB": 17, "FIX_IP_SRC": 19, "VLAN_TCI": 20, "AGGREGATE": 20,
-              "MISC_IP": 20, "EXTRA_PACKETS": 24, "EXTRA_LENGTH": 28, "SEQUENCE_NUMBER": 32}
+# Click's annotation names (NameInfo T_ANNOTATION, case-sensitive) that ANNO
+# arguments accept: name -> (offset, size) in Click 2.1's 48-byte area (64-bit host)
+ANNO_NAMES = {"AGGREGATE": (20, 4), "DST_IP": (DST_IP_ANNO_OFFSET, 4), "DST_IP6": (0, 16),
+              "EXTRA_LENGTH": (28, 4), "EXTRA_PACKETS": (24, 4), "FIRST_TIMESTAMP": (32, 8),
+              "FIX_IP_SRC": (19, 1), "FWD_RATE": (20, 4), "GRID_ROUTE_CB": (27, 1),
+              "ICMP_PARAMPROB": (17, 1), "IPREASSEMBLER": (28, 4), "IPSEC_SA_DATA_REFERENCE": (40, 8),
+              "IPSEC_SPI": (32, 4), "MISC_IP": (20, 4), "PACKET_NUMBER": (32, 4),
+              "PAINT": (PAINT_ANNO_OFFSET, 1), "PERFCTR": (40, 8), "REV_RATE": (24, 4),
+              "SEQUENCE_NUMBER": (36, 4), "VLAN": (20, 2), "VLAN_TCI": (20, 2), "WIFI_EXTRA": (16, 24)}
+ANNO_AREA = 48
 
 
 def anno_arg(size: int) -> Callable[[str], int]:
-    """Click's AnnoArg(size): an annotation name or byte offset that fits the area."""
+    """Click's AnnoArg(size): an annotation name of that size, or a byte offset, that fits the area."""
     def parse(text: str) -> int:
-        offset = ANNO_NAMES.get(text.upper())
-        if offset is None:
+        if text in ANNO_NAMES:
+            offset, named_size = ANNO_NAMES[text]
+        else:
+            # a number is Click's encoded annotation info: size << 16 | offset,
+            # where size 0 (a plain offset) fits any size
             try:
-                offset = parse_int(text, 0)
+                info = parse_int(text, -0x80000000, 0x7FFFFFFF)
             except ArgError:
-                raise ArgError("expected annotation") from None
-        if offset + size > 48:
-            raise ArgError("expected annotation")
+                raise ArgError("parse error") from None
+            offset, named_size = info & 0xFFFF, info >> 16
+        if (named_size and named_size != size) or offset + size > ANNO_AREA:
+            raise ArgError("parse error")
         return offset
     return parse
 
@@ -46,6 +56,11 @@ def uint_arg(text: str) -> int:
 
 def int_arg(text: str) -> int:
     return parse_int(text)
+
+
+def int32_arg(text: str) -> int:
+    """Click's IntArg into a C ``int``: out of range beyond 32 bits."""
+    return parse_int(text, -0x80000000, 0x7FFFFFFF)
 
 
 bool_arg = parse_bool

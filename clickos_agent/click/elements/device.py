@@ -14,9 +14,9 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from clickos_agent.click.args import Spec, parse_keywords, parse_string
+from clickos_agent.click.args import Spec, parse_keywords, parse_string, parse_word
 from clickos_agent.click.element import ArgError, Element, element_class
-from clickos_agent.click.elements.common import bool_arg, uint_arg
+from clickos_agent.click.elements.common import bool_arg, int32_arg, uint_arg
 from clickos_agent.click.elements.dump import force_ip
 from clickos_agent.click.packet import Packet
 from clickos_agent.click.pcap import LINKTYPE_ETHERNET
@@ -29,6 +29,8 @@ PACKET_OUTGOING = 4
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
+# METHODs a Linux build of Click without pcap or netmap accepts ("" is the default)
+_METHODS = ("", "LINUX")
 
 
 def open_packet_socket(ifname: str, receive: bool, promisc: bool = False) -> socket.socket:
@@ -67,17 +69,30 @@ class FromDevice(Element):
             Spec("PROMISC", bool_arg, positional=True, default=False),
             Spec("SNAPLEN", uint_arg, positional=True, default=2046),
             Spec("SNIFFER", bool_arg), Spec("FORCE_IP", bool_arg, default=False),
-            Spec("METHOD"), Spec("CAPTURE"), Spec("BPF_FILTER"), Spec("ENCAP"),
-            Spec("OUTBOUND", bool_arg, default=False), Spec("HEADROOM", uint_arg),
-            Spec("BURST", uint_arg, default=1), Spec("TIMESTAMP", bool_arg, default=True),
-            Spec("ACTIVE", bool_arg, default=True)])
+            Spec("METHOD", parse_word, default=""), Spec("CAPTURE", parse_word),
+            Spec("BPF_FILTER", parse_string), Spec("OUTBOUND", bool_arg, default=False),
+            Spec("HEADROOM", uint_arg, default=0), Spec("ENCAP", parse_word),
+            Spec("BURST", int32_arg, default=1), Spec("TIMESTAMP", bool_arg, default=True)])
+        # Click checks these ranges at configure time
+        if not 14 <= v["SNAPLEN"] <= 65535:
+            raise ArgError("SNAPLEN out of range")
+        if v["HEADROOM"] > 8190:
+            raise ArgError("HEADROOM out of range")
+        if v["BURST"] <= 0:
+            raise ArgError("BURST out of range")
+        # the CAPTURE spelling is deprecated; this build of Click captures with LINUX only
+        if (v["CAPTURE"] if v["CAPTURE"] is not None else v["METHOD"]) not in _METHODS:
+            raise ArgError("bad METHOD")
+        # Click finds an empty DEVNAME at initialize, whatever the host: the
+        # checker, which does not initialize, rejects it here
+        if not v["DEVNAME"]:
+            raise ArgError("interface not set")
         self.devname: str = v["DEVNAME"]
         self.promisc: bool = v["PROMISC"]
         self.snaplen: int = v["SNAPLEN"]
         self.force_ip: bool = v["FORCE_IP"]
         self.outbound: bool = v["OUTBOUND"]
         self.timestamp: bool = v["TIMESTAMP"]
-        self.active: bool = v["ACTIVE"]
         self.count = 0
         self.drops = 0
         self.ifname = self.devname
@@ -126,8 +141,6 @@ class FromDevice(Element):
                 return
             if address[2] == PACKET_OUTGOING and not outbound:
                 continue
-            if not self.active:
-                continue
             packet = Packet(data[:snaplen], ts_ns=time.time_ns() if self.timestamp else 0)
             packet.mac_off = packet.off
             if len(data) > snaplen:
@@ -151,12 +164,14 @@ class ToDevice(Element):
     def configure(self, args: list[str]) -> None:
         v = parse_keywords(args, [
             Spec("DEVNAME", parse_string, mandatory=True, positional=True),
-            Spec("BURST", uint_arg, default=1), Spec("DEBUG", bool_arg, default=False),
-            Spec("METHOD"), Spec("QUEUE", uint_arg), Spec("ALLOW_NONEXISTENT", bool_arg)])
+            Spec("BURST", int32_arg, default=1), Spec("DEBUG", bool_arg, default=False),
+            Spec("METHOD", parse_word, default="")])
         if not v["DEVNAME"]:
             raise ArgError("interface not set")
         if v["BURST"] <= 0:
             raise ArgError("bad BURST")
+        if v["METHOD"] not in _METHODS:
+            raise ArgError("bad METHOD")
         self.devname: str = v["DEVNAME"]
         self.burst: int = v["BURST"]
         self.count = 0

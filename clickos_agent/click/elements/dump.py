@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from clickos_agent.click.args import Spec, parse_filename, parse_keywords, parse_time
+from clickos_agent.click.args import (
+    Spec,
+    parse_filename,
+    parse_keywords,
+    parse_time,
+    parse_word,
+    split_words,
+)
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
 from clickos_agent.click.elements.common import add_data_handlers, bool_arg, uint_arg
 from clickos_agent.click.packet import Packet
 from clickos_agent.click.pcap import (
-    ENCAP_NAMES,
     ENCAP_OF_LINKTYPE,
     LINKTYPE_ETHERNET,
     PcapError,
     PcapReader,
     PcapWriter,
+    parse_encap,
 )
 
 if TYPE_CHECKING:
@@ -33,11 +41,18 @@ _BURST = 64
 _IP_ETHERTYPES = (b"\x08\x00", b"\x86\xdd")
 
 
+_SAMPLING_SHIFT = 28     # Click keeps SAMPLE as an unsigned 32-bit fixed-point number
+_UNSIGNED_REAL = re.compile(r"\+?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][+-]?\d+)?")
+
+
 def _probability(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ArgError("expected real number") from None
+    """Click's FixedPointArg(28): an unsigned real whose fixed-point form fits 32 bits."""
+    if not _UNSIGNED_REAL.fullmatch(text):
+        raise ArgError("expected real number")
+    value = float(text.replace("_", ""))
+    if round(value * (1 << _SAMPLING_SHIFT)) > 0xFFFFFFFF:
+        raise ArgError("out of range")
+    return value
 
 
 def force_ip(packet: Packet, linktype: int) -> bool:
@@ -142,6 +157,10 @@ class FromDump(Element):
     @staticmethod
     def _ns(seconds: float | None) -> int | None:
         return None if seconds is None else round(seconds * 1e9)
+
+    def resolve(self) -> None:
+        if self._end_call is not None:
+            self.names.check_write_call(self, self._end_call)
 
     def initialize(self, router: Router) -> None:
         self._router = router
@@ -355,18 +374,27 @@ class ToDump(Element):
         v = parse_keywords(args, [
             Spec("FILENAME", parse_filename, mandatory=True, positional=True),
             Spec("SNAPLEN", uint_arg, positional=True, default=2000),
-            Spec("ENCAP", str, positional=True), Spec("USE_ENCAP_FROM"),
+            Spec("ENCAP", parse_word, positional=True), Spec("USE_ENCAP_FROM"),
             Spec("EXTRA_LENGTH", bool_arg, default=True),
             Spec("UNBUFFERED", bool_arg, default=False), Spec("NANO", bool_arg, default=False)])
         self.filename: str = v["FILENAME"]
         self.snaplen: int = v["SNAPLEN"] or 0xFFFFFFFF
         if v["ENCAP"] is not None and v["USE_ENCAP_FROM"] is not None:
             raise ArgError("specify at most one of 'ENCAP' and 'USE_ENCAP_FROM'")
-        encap = (v["ENCAP"] or "ETHER").upper()
-        if encap not in ENCAP_NAMES:
+        linktype = parse_encap(v["ENCAP"] or "ETHER")
+        if linktype is None:
             raise ArgError("bad encapsulation type")
-        self.linktype = ENCAP_NAMES[encap]
-        self._use_encap_from = (v["USE_ENCAP_FROM"] or "").split()
+        self.linktype = linktype
+        # the elements whose encapsulation to copy, found now as Click's Router::find does
+        self._use_encap_from: list[Element] = []
+        if v["USE_ENCAP_FROM"] is not None:
+            for name in split_words(v["USE_ENCAP_FROM"]):
+                element = self.names.find(self.name, name)
+                if element is None:
+                    raise ArgError(f"no element named '{name}'")
+                self._use_encap_from.append(element)
+            if not self._use_encap_from:
+                raise ArgError("element names missing after 'USE_ENCAP_FROM'")
         self.extra_length: bool = v["EXTRA_LENGTH"]
         self.unbuffered: bool = v["UNBUFFERED"]
         self.nano: bool = v["NANO"]
@@ -379,13 +407,16 @@ class ToDump(Element):
     def _reset_counts(self, _value: str) -> None:
         self.count = 0
 
+    def resolve(self) -> None:
+        for element in self._use_encap_from:
+            if "encap" not in element.read_handlers:
+                raise ArgError(f"'{element.name} :: {element.class_name}' has no 'encap' read handler")
+
     def initialize(self, router: Router) -> None:
-        for name in self._use_encap_from:
-            try:
-                encap = router.read_handler(f"{name}.encap").strip()
-            except HandlerError:
-                raise ArgError(f"'{name}' has no 'encap' read handler") from None
-            self.linktype = ENCAP_NAMES.get(encap, self.linktype)
+        for element in self._use_encap_from:
+            linktype = parse_encap(element.read_handlers["encap"]().strip())
+            if linktype is not None:
+                self.linktype = linktype
         path = "/dev/stdout" if self.filename == "-" else self.filename
         try:
             self._writer = PcapWriter(path, linktype=self.linktype, snaplen=self.snaplen,

@@ -30,10 +30,12 @@ class EtherRewrite(Element):
     """Rewrites the Ethernet source and destination addresses at the MAC header."""
 
     class_name = "EtherRewrite"
+    live_reconfigure = True
 
     def configure(self, args: list[str]) -> None:
-        v = parse_keywords(args, [Spec("SRC", mac_arg, mandatory=True, positional=True),
-                                  Spec("DST", mac_arg, mandatory=True, positional=True)])
+        # an empty address is accepted and left all zeros, as in Click
+        v = parse_keywords(args, [Spec("SRC", mac_arg, mandatory=True, positional=True, default=bytes(6)),
+                                  Spec("DST", mac_arg, mandatory=True, positional=True, default=bytes(6))])
         self.src: bytes = v["SRC"]
         self.dst: bytes = v["DST"]
         self._header = self.dst + self.src
@@ -84,10 +86,12 @@ class StoreEtherAddress(Element):
     processing = "a/ah"
 
     def configure(self, args: list[str]) -> None:
+        given: set[str] = set()
         v = parse_keywords(args, [Spec("ADDR", mac_arg, positional=True),
-                                  Spec("OFFSET", str, mandatory=True, positional=True),
-                                  Spec("ANNO", anno_arg(6))])
-        if (v["ADDR"] is None) == (v["ANNO"] is None):
+                                  Spec("OFFSET", str, mandatory=True, positional=True, default=""),
+                                  Spec("ANNO", anno_arg(6))], given)
+        # an empty ADDR counts as given (and stays all zeros), as in Click
+        if ("ADDR" in given) == ("ANNO" in given):
             raise ArgError("must specify exactly one of ADDR/ANNO")
         offset = v["OFFSET"].lower()
         if offset == "src":
@@ -96,10 +100,13 @@ class StoreEtherAddress(Element):
             self.offset = 0
         else:
             try:
+                # Click's offset is 32-bit unsigned and offset + 6 must not wrap
                 self.offset = uint_arg(v["OFFSET"])
+                if self.offset > 0xFFFFFFFF - 6:
+                    raise ArgError("overflow")
             except ArgError:
                 raise ArgError("type mismatch: bad OFFSET") from None
-        self.addr: bytes | None = v["ADDR"]
+        self.addr: bytes | None = v["ADDR"] or bytes(6) if "ADDR" in given else None
         self.anno: int | None = v["ANNO"]
         if self.addr is not None:
             self.read_handlers["addr"] = lambda: unparse_mac(self.addr or bytes(6))
@@ -130,6 +137,7 @@ class ARPResponder(Element):
     """Answers ARP requests for configured IP prefixes; other packets go to output 1."""
 
     class_name = "ARPResponder"
+    live_reconfigure = True
     port_count = "1/1-2"
     processing = "a/ah"
 

@@ -15,7 +15,7 @@ from clickos_agent.click.elements.common import (
     add_data_handlers,
     anno_arg,
     bool_arg,
-    int_arg,
+    int32_arg,
     ip_arg,
     uint_arg,
     ip_checksum_ok,
@@ -72,10 +72,10 @@ class CheckIPHeader(Element):
         offset = v["OFFSET"] if v["OFFSET"] is not None else 0
         # Click 2.1 keeps one positional form, CheckIPHeader(OFFSET) with an unsigned
         # offset; its old BADSRC/OFFSET fallback reads keywords only, so any other
-        # positional argument is "too many arguments"
+        # positional argument, even an empty one, is "too many arguments"
         if len(positional) == 1 and _maybe_uint(positional[0]) is not None:
             offset = _maybe_uint(positional[0])  # type: ignore[assignment]
-        elif any(positional):
+        elif positional:
             raise ArgError("too many arguments")
         self.offset: int = offset
         self.bad_src = frozenset(bad)
@@ -152,7 +152,7 @@ class MarkIPHeader(Element):
     class_name = "MarkIPHeader"
 
     def configure(self, args: list[str]) -> None:
-        v = parse_keywords(args, [Spec("OFFSET", int_arg, positional=True, default=0)])
+        v = parse_keywords(args, [Spec("OFFSET", int32_arg, positional=True, default=0)])
         self.offset: int = v["OFFSET"]
 
     def simple_action(self, packet: Packet) -> Packet:
@@ -225,6 +225,7 @@ class SetIPAddress(Element):
     """Sets the destination IP address annotation (or another 4-byte annotation)."""
 
     class_name = "SetIPAddress"
+    live_reconfigure = True
 
     def configure(self, args: list[str]) -> None:
         v = parse_keywords(args, [Spec("IPADDR", ip_arg, mandatory=True, positional=True),

@@ -17,6 +17,7 @@ from clickos_agent.click.packet import Packet
 # Click's BandwidthRatedSplitter sends a packet on while the bucket holds this
 # many bytes, then charges the packet's length (ratedunqueue.hh).
 _BANDWIDTH_THRESH = 131072
+_MAX_METER_RATE = 0xFFFFFFFF >> 10     # the largest rate BandwidthMeter can scale
 
 
 class TokenBucket:
@@ -60,7 +61,9 @@ class _RatedSplitterBase(Element):
             Spec("BURST_DURATION", parse_time), Spec(burst_kw, uint_arg)])
         if v["BURST_DURATION"] is not None and v[burst_kw] is not None:
             raise ArgError(f"cannot specify both BURST_DURATION and {burst_kw}")
-        rate = int(v["RATE"])
+        # an empty RATE is accepted unparsed; Click then runs with whatever was in
+        # its variable, here 0
+        rate = int(v["RATE"] or 0)
         if v[burst_kw] is not None:
             tokens = v[burst_kw]
         else:
@@ -88,6 +91,7 @@ class RatedSplitter(_RatedSplitterBase):
     """Sends at most RATE packets per second to output 0, the rest to output 1."""
 
     class_name = "RatedSplitter"
+    live_reconfigure = True
 
     def push(self, port: int, packet: Packet) -> None:
         bucket = self.bucket
@@ -104,6 +108,7 @@ class BandwidthRatedSplitter(_RatedSplitterBase):
     """Sends at most RATE bytes per second to output 0, the rest to output 1."""
 
     class_name = "BandwidthRatedSplitter"
+    live_reconfigure = True
     bandwidth = True
 
     def push(self, port: int, packet: Packet) -> None:
@@ -124,7 +129,7 @@ class _MeterBase(Element):
     def configure(self, args: list[str]) -> None:
         if not args:
             raise ArgError(f"too few arguments to {self.class_name}(bandwidth, ...)")
-        rates: list[float] = []
+        rates: list[int] = []
         for i, arg in enumerate(args):
             try:
                 rates.append(parse_bandwidth(arg))
@@ -132,6 +137,10 @@ class _MeterBase(Element):
                 raise ArgError(f"argument {i + 1} syntax error") from None
             if i and rates[i] <= rates[i - 1]:
                 raise ArgError(f"rate {i + 1} must be > rate {i}")
+        # Click keeps rates scaled by 2^10 in 32 bits
+        for i, rate in enumerate(rates):
+            if rate > _MAX_METER_RATE:
+                raise ArgError(f"rate {i + 1} too large (max {_MAX_METER_RATE})")
         if len(rates) + 1 != self.noutputs:
             raise ArgError(f"need {self.noutputs - 1} arguments, one less than the number "
                            "of output ports")

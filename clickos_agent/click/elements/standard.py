@@ -21,6 +21,7 @@ from clickos_agent.click.elements.common import (
     add_data_handlers,
     anno_arg,
     bool_arg,
+    int32_arg,
     int_arg,
     uint_arg,
     unparse_real,
@@ -190,6 +191,11 @@ class Counter(Element):
         self._folded_count = self._folded_bytes = 0
         self._count_triggered = self._byte_triggered = False
 
+    def resolve(self) -> None:
+        for call in (self._count_call, self._byte_call):
+            if call is not None:
+                self.names.check_write_call(self, call)
+
     def initialize(self, router: Router) -> None:
         self._router = router
 
@@ -295,6 +301,7 @@ class Queue(Element):
     """A FIFO between a push input and a pull output; drops arrivals when full."""
 
     class_name = "Queue"
+    live_reconfigure = True
     port_count = "1/1-2"
     processing = "h/lh"
 
@@ -361,11 +368,13 @@ class Queue(Element):
 @element_class
 class SimpleQueue(Queue):
     class_name = "SimpleQueue"
+    live_reconfigure = True
 
 
 @element_class
 class NotifierQueue(Queue):
     class_name = "NotifierQueue"
+    live_reconfigure = True
 
 
 @element_class
@@ -460,6 +469,7 @@ class Paint(Element):
     """Sets the paint annotation (or another one-byte annotation) to COLOR."""
 
     class_name = "Paint"
+    live_reconfigure = True
 
     def configure(self, args: list[str]) -> None:
         v = parse_keywords(args, [Spec("COLOR", _uint8, mandatory=True, positional=True),
@@ -614,12 +624,13 @@ class Print(Element):
     """Prints a line per packet (label, length, leading bytes) on standard error."""
 
     class_name = "Print"
+    live_reconfigure = True
 
     def configure(self, args: list[str]) -> None:
         v = parse_keywords(args, [
             Spec("LABEL", parse_string, positional=True, default=""),
-            Spec("MAXLENGTH", int_arg, positional=True, default=24),
-            Spec("LENGTH", int_arg), Spec("NBYTES", int_arg),
+            Spec("MAXLENGTH", int32_arg, positional=True, default=24),
+            Spec("LENGTH", int32_arg), Spec("NBYTES", int32_arg),
             Spec("CONTENTS", str, default="HEX"), Spec("TIMESTAMP", bool_arg, default=False),
             Spec("PRINTANNO", bool_arg, default=False), Spec("ACTIVE", bool_arg, default=True),
             Spec("HEADROOM", bool_arg, default=False)])
