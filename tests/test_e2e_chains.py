@@ -44,8 +44,8 @@ def stage(fabric: Any, tmp_path: Path) -> Iterator[Stage]:
         bed.close()      # the fabric fixture removes the fabric afterwards
 
 
-def udp_chain(name: str, src: str, dst: str, port: int, hops: str, extra: str = "") -> str:
-    """A chain document for UDP from ``src`` to ``dst``:``port``; ``hops`` is YAML, indented 6."""
+def udp_chain(name: str, src: str, dst: str, port: int | str, hops: str, extra: str = "") -> str:
+    """A chain document for UDP from ``src`` to ``dst``:``port`` (or a "LOW-HIGH" range); ``hops``: YAML, indented 6."""
     return f"""
 chains:
   - name: {name}
