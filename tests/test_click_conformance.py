@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from clickos_agent.click.check import check
+from clickos_agent.click.runtime import Router
 
 
 def _errors(text: str) -> list[str]:
@@ -140,3 +141,38 @@ def test_click_rejects(text: str, message: str) -> None:
 ])
 def test_click_accepts(text: str) -> None:
     assert _errors(text) == []
+
+
+# ---------------------------------------------------------------- handler values at exit
+
+def _router(text: str) -> Router:
+    return Router.from_text(text)
+
+
+def test_ports_handler_lists_modes_and_connections_as_click() -> None:
+    router = _router("a :: Idle; b :: Idle; q :: Queue; a -> q; b -> q; q -> u :: Unqueue -> t :: Tee(2); "
+                     "t[1] -> Discard; t[0] -> Discard; Idle -> [0]t")
+    assert router.read_handler("q.ports") == "1 input\npush\t-\ta [0], b [0]\n1 output\npull\t-\t[0] u\n"
+    assert router.read_handler("t.ports") == ("1 input\npush\t-\tu [0], Idle@8 [0]\n2 outputs\n"
+                                              "push\t-\t[0] Discard@7\npush\t-\t[0] Discard@6\n")
+    assert router.read_handler("a.ports") == "0 inputs\n1 output\npush~\t-\t[0] q\n"
+    router.cleanup()
+
+
+@pytest.mark.parametrize("element, rate", [
+    ("BandwidthRatedSplitter(1MBps)", "8.004Mbps"), ("BandwidthRatedSplitter(100Bps)", "0.8kbps"),
+    ("BandwidthRatedSplitter(10Mbps)", "10.005Mbps"), ("BandwidthRatedSplitter(1GBps)", "1000.5MBps"),
+    ("RatedSplitter(123456)", "123517"), ("RatedSplitter(4000000000)", "4002000000"), ("RatedSplitter(7)", "7"),
+])
+def test_rate_handler_reports_the_token_bucket_rate(element: str, rate: str) -> None:
+    router = _router(f"Idle -> x :: {element} -> Discard; x[1] -> Discard")
+    assert router.read_handler("x.rate") == rate
+    router.cleanup()
+
+
+def test_arpresponder_table_always_shows_the_mask() -> None:
+    router = _router("Idle -> a :: ARPResponder(10.0.0.9 02:00:00:00:00:99, 10.0.1.0/24 02:00:00:00:00:98) "
+                     "-> Discard")
+    assert router.read_handler("a.table") == ("10.0.0.9/32 02-00-00-00-00-99\n"
+                                              "10.0.1.0/24 02-00-00-00-00-98\n")
+    router.cleanup()

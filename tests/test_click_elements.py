@@ -453,7 +453,7 @@ def test_arpresponder_lookup_handler_takes_an_address() -> None:
     router.write_handler("a.add", "11.0.0.1 02:00:00:00:00:02")
     assert router.read_handler("a.lookup", "11.0.0.1") == "02-00-00-00-00-02"
     router.write_handler("a.remove", "10.0.0.0/8")
-    assert router.read_handler("a.table") == "11.0.0.1 02-00-00-00-00-02\n"
+    assert router.read_handler("a.table") == "11.0.0.1/32 02-00-00-00-00-02\n"
     router.cleanup()
 
 

@@ -84,7 +84,7 @@ def test_push_to_pull_mismatch_is_an_error() -> None:
 
 def test_agnostic_elements_take_the_processing_of_their_neighbours() -> None:
     router = Router.from_text("Idle -> Queue -> c :: Counter -> d :: Discard")
-    assert router.read_handler("c.ports") == "1 input\npull\n1 output\npull\n"
+    assert router.read_handler("c.ports") == "1 input\npull~\t-\tQueue@2 [0]\n1 output\npull~\t-\t[0] d\n"
     assert router.elements["d"].input_is_pull(0)
     router.cleanup()
 

@@ -529,10 +529,27 @@ class Router:
 def _default_read_handlers(router: Router, elem: Element) -> dict[str, Callable[[], str]]:
     """Handlers every Click element has: name, class, config, ports, handlers."""
     def ports() -> str:
+        """Click's element_ports_string: per port, push/pull ("~" if agnostic), a
+        packet count ("-": this Click counts none) and the connections, ordered as
+        Click sorts them (by destination, then source, in element order)."""
+        codes = processing_codes(elem.processing, elem.ninputs, elem.noutputs)
+        in_codes, out_codes = codes if codes else ([], [])
+        order = {name: k for k, name in enumerate(router.elements)}
+        conns = sorted(router.graph.connections,
+                       key=lambda c: (order[c.dst], c.dst_port, order[c.src], c.src_port))
+
+        def mode(m: str, code: str) -> str:
+            return ("push" if m == "h" else "pull") + ("~" if code == "a" else "")
         lines = [f"{elem.ninputs} input{'s' if elem.ninputs != 1 else ''}\n"]
-        lines += [f"{'push' if m == 'h' else 'pull'}\n" for m in elem.input_modes]
+        for i, m in enumerate(elem.input_modes):
+            peers = ", ".join(dict.fromkeys(f"{c.src} [{c.src_port}]" for c in conns
+                                            if c.dst == elem.name and c.dst_port == i))
+            lines.append(f"{mode(m, in_codes[i])}\t-\t{peers}\n")
         lines.append(f"{elem.noutputs} output{'s' if elem.noutputs != 1 else ''}\n")
-        lines += [f"{'push' if m == 'h' else 'pull'}\n" for m in elem.output_modes]
+        for i, m in enumerate(elem.output_modes):
+            peers = ", ".join(dict.fromkeys(f"[{c.dst_port}] {c.dst}" for c in conns
+                                            if c.src == elem.name and c.src_port == i))
+            lines.append(f"{mode(m, out_codes[i])}\t-\t{peers}\n")
         return "".join(lines)
 
     def handlers() -> str:

@@ -209,9 +209,13 @@ class ARPResponder(Element):
         lines = []
         for net, mask, eth in self.table:
             length = bin(mask).count("1")
+            # Click's unparse_with_mask: always a mask, as a length when contiguous
+            if mask == _mask(length):
+                shown_mask = str(length)
+            else:
+                shown_mask = ".".join(str(b) for b in mask.to_bytes(4, "big"))
             addr = ".".join(str(b) for b in net.to_bytes(4, "big"))
-            lines.append(f"{addr}/{length} {unparse_mac(eth)}\n" if length != 32
-                         else f"{addr} {unparse_mac(eth)}\n")
+            lines.append(f"{addr}/{shown_mask} {unparse_mac(eth)}\n")
         return "".join(lines)
 
     def _add(self, text: str) -> None:

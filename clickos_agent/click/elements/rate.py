@@ -18,6 +18,39 @@ from clickos_agent.click.packet import Packet
 # many bytes, then charges the packet's length (ratedunqueue.hh).
 _BANDWIDTH_THRESH = 131072
 _MAX_METER_RATE = 0xFFFFFFFF >> 10     # the largest rate BandwidthMeter can scale
+_MAX_TOKENS = 0xFFFFFFFF
+_TICKS_PER_SECOND = 1000               # user-level Click's CLICK_HZ
+
+
+def _reported_rate(rate: int, capacity: int) -> int:
+    """The rate Click's token bucket reports for ``rate`` and ``capacity``: it keeps
+    tokens per 1 ms tick, scaled to 32 bits by the capacity, and converts back."""
+    if capacity == 0:
+        rate, capacity = 0, _MAX_TOKENS
+    if rate == 0:
+        return 0
+    capacity = max(capacity, (rate - 1) // _TICKS_PER_SECOND + 1)
+    scale = _MAX_TOKENS // capacity
+    per_tick = rate * scale // _TICKS_PER_SECOND or 1
+    return min((per_tick // 2 + per_tick * _TICKS_PER_SECOND) // scale, _MAX_TOKENS)
+
+
+def unparse_real10(value: int, digits: int) -> str:
+    """Click's cp_unparse_real10: ``value / 10**digits`` without trailing zeros."""
+    whole, fraction = divmod(value, 10 ** digits)
+    decimals = str(fraction).rjust(digits, "0").rstrip("0")
+    return f"{whole}.{decimals}" if decimals else str(whole)
+
+
+def unparse_bandwidth(rate: int) -> str:
+    """Click's BandwidthArg::unparse of bytes per second."""
+    if rate >= 0x20000000:
+        return unparse_real10(rate, 6) + "MBps"
+    if rate >= 125_000_000:
+        return unparse_real10(rate * 8, 9) + "Gbps"
+    if rate >= 125_000:
+        return unparse_real10(rate * 8, 6) + "Mbps"
+    return unparse_real10(rate * 8, 3) + "kbps"
 
 
 class TokenBucket:
@@ -75,9 +108,8 @@ class _RatedSplitterBase(Element):
         self.bucket = TokenBucket(rate, max(tokens, 1))
 
     def _read_rate(self) -> str:
-        if self.bandwidth:
-            return f"{self.rate}Bps"
-        return str(self.rate)
+        rate = _reported_rate(self.rate, int(self.bucket.capacity))
+        return unparse_bandwidth(rate) if self.bandwidth else str(rate)
 
     def _write_rate(self, value: str) -> None:
         try:
