@@ -176,3 +176,14 @@ def test_arpresponder_table_always_shows_the_mask() -> None:
     assert router.read_handler("a.table") == ("10.0.0.9/32 02-00-00-00-00-99\n"
                                               "10.0.1.0/24 02-00-00-00-00-98\n")
     router.cleanup()
+
+
+@pytest.mark.parametrize("rates, meters", [
+    ("7", "6.836"), ("999", "998.047"), ("1000003", "1000002.93"), ("4194303", "4194302.734"),
+    ("8kbps", "1000"), ("1000, 2000", "10002000"), ("1, 2, 3", "0.9771.9532.93"),
+])
+def test_meter_meters_handler_prints_the_fixed_point_rates(rates: str, meters: str) -> None:
+    outputs = " ".join(f"m[{k}] -> Discard;" for k in range(rates.count(",") + 2))
+    router = _router(f"Idle -> m :: Meter({rates}); {outputs}")
+    assert router.read_handler("m.meters") == meters
+    router.cleanup()

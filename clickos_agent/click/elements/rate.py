@@ -17,9 +17,10 @@ from clickos_agent.click.packet import Packet
 # Click's BandwidthRatedSplitter sends a packet on while the bucket holds this
 # many bytes, then charges the packet's length (ratedunqueue.hh).
 _BANDWIDTH_THRESH = 131072
-_MAX_METER_RATE = 0xFFFFFFFF >> 10     # the largest rate BandwidthMeter can scale
+_MAX_METER_RATE = 0xFFFFFFFF >> 10     # the largest rate BandwidthMeter can scale (2^10)
 _MAX_TOKENS = 0xFFFFFFFF
 _TICKS_PER_SECOND = 1000               # user-level Click's CLICK_HZ
+_METER_SCALE = 10                      # fraction bits of BandwidthMeter's rates
 
 
 def _reported_rate(rate: int, capacity: int) -> int:
@@ -33,6 +34,31 @@ def _reported_rate(rate: int, capacity: int) -> int:
     scale = _MAX_TOKENS // capacity
     per_tick = rate * scale // _TICKS_PER_SECOND or 1
     return min((per_tick // 2 + per_tick * _TICKS_PER_SECOND) // scale, _MAX_TOKENS)
+
+
+def unparse_real2(value: int, frac_bits: int) -> str:
+    """Click's cp_unparse_real2 of an unsigned 32-bit fixed-point number (TeX's
+    print_scaled: the shortest decimal that reads back to the same value)."""
+    value &= 0xFFFFFFFF
+    text = str(value >> frac_bits)
+    one = 1 << frac_bits
+    value &= one - 1
+    if not value:
+        return text
+    text += "."
+    value = 10 * value + 5
+    allowed = 10
+    rounder = 5
+    while rounder < one >> 1:
+        rounder *= 10
+    while True:
+        if allowed > one:
+            value = (value + (one >> 1) - rounder) & 0xFFFFFFFF     # C's unsigned wrap
+        text += chr(ord("0") + (value >> frac_bits))
+        value = (10 * (value & (one - 1))) & 0xFFFFFFFF
+        allowed *= 10
+        if value <= allowed:
+            return text
 
 
 def unparse_real10(value: int, digits: int) -> str:
@@ -179,6 +205,15 @@ class _MeterBase(Element):
         self.meters = rates
         self._rate = RateEWMA()
         self.read_handlers["rate"] = lambda: unparse_real(self._rate.rate())
+        self.read_handlers["meters"] = self._read_meters
+
+    def _read_meters(self) -> str:
+        """Click stores each rate per jiffy in fixed point (10 fraction bits) and prints
+        that back, one after another with no separator, as its handler does."""
+        return "".join(
+            unparse_real2(((rate << _METER_SCALE) // _TICKS_PER_SECOND * _TICKS_PER_SECOND) & 0xFFFFFFFF,
+                          _METER_SCALE)
+            for rate in self.meters)
 
     def push(self, port: int, packet: Packet) -> None:
         rate = self._rate
