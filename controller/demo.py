@@ -34,7 +34,7 @@ import threading
 import time
 import traceback
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -349,13 +349,18 @@ class Stage:
                     out[inst["id"]] = inst.get("counters", {}).get("count_in", {}).get("packets", 0)
         return out
 
-    def wait_released(self, timeout: float = 10.0) -> dict[str, list[str]]:
-        """Wait until no agent runs an instance (the controller releases them in threads); what is left."""
+    def wait_released(self, ids: Collection[str] | None = None, timeout: float = 10.0) -> set[str]:
+        """Wait until no agent runs any of ``ids`` (any instance at all, when None); the ones left.
+
+        The controller releases instances in its own threads, after answering.
+        """
         deadline = time.monotonic() + timeout
-        while (left := {c: ids for c, ids in self.agent_instances().items() if ids}) and \
-                time.monotonic() < deadline:
+        while True:
+            running = {i for found in self.agent_instances().values() for i in found}
+            left = running if ids is None else running & set(ids)
+            if not left or time.monotonic() > deadline:
+                return left
             time.sleep(0.05)
-        return left
 
     def close(self) -> None:
         """Delete every instance at its agent (agents leave theirs running when they stop), stop the children."""

@@ -245,13 +245,9 @@ def without_stalls(stage: Stage, port: int, during: Callable[[int], T]) -> tuple
     pytest.fail(f"the control stream lost probes in all {ATTEMPTS} attempts: the datapath keeps stalling")
 
 
-# A closed chain cannot bypass a hop that is not ready, so it shows whether the controller makes the new
-# version before it breaks the old one (DESIGN.md, habit 9).  It does not yet: controller/service.py's
-# _commit stops steering into the old instances at once, and the chain drops traffic until the new ones run.
-BREAKS_BEFORE_MAKE = pytest.mark.xfail(strict=True, reason="controller/service.py _commit: break before make")
-
-
-@pytest.mark.parametrize("on_failure", ["open", pytest.param("closed", marks=BREAKS_BEFORE_MAKE)])
+# A closed chain cannot bypass a hop that is not ready, so it shows that the controller makes the new
+# version before it breaks the old one (DESIGN.md, habit 9); an open one must not bypass either.
+@pytest.mark.parametrize("on_failure", ["open", "closed"])
 def test_replacing_a_chain_with_put_loses_no_probe(stage: Stage, on_failure: str) -> None:
     name, port = "swap", 9100
     extra = f"    on_failure: {on_failure}\n"
@@ -274,8 +270,7 @@ def test_replacing_a_chain_with_put_loses_no_probe(stage: Stage, on_failure: str
     assert not lost, f"{len(lost)} probes lost: {sorted(lost)[:20]}"
     assert [h["name"] for h in stage.counters(name)] == (["fw", "b", "c"] if document is replacement else ["a", "b"])
     assert all(n > 0 for n in hop_counts(stage, name)), "the new chain carried the stream's end"
-    left = {i for ids in stage.wait_released().values() for i in ids}
-    assert not left & (set(old_ids) - set(hop_ids(stage, name))), left
+    assert stage.wait_released(set(old_ids) - set(hop_ids(stage, name))) == set()
 
 
 def flows(stage: Stage) -> dict[str, list[str]]:
@@ -302,7 +297,7 @@ def test_deleting_a_chain_restores_direct_forwarding_and_releases_its_instances(
     finally:
         sink.close()
     assert stage.api.ok("GET", "/v1/instances")["instances"] == []
-    assert stage.wait_released() == {}
+    assert stage.wait_released() == set()
     # Their namespaces went with them.
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not [i for i in ids if i in namespaces]
