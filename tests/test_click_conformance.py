@@ -6,9 +6,12 @@ the expected verdicts and messages are hard-coded, so no binary is needed.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from clickos_agent.click.check import check
+from clickos_agent.click.pcap import read_pcap, write_pcap
 from clickos_agent.click.runtime import Router
 
 
@@ -187,3 +190,23 @@ def test_meter_meters_handler_prints_the_fixed_point_rates(rates: str, meters: s
     router = _router(f"Idle -> m :: Meter({rates}); {outputs}")
     assert router.read_handler("m.meters") == meters
     router.cleanup()
+
+
+def test_hashswitch_takes_c_ints() -> None:
+    assert _errors("Idle -> HashSwitch(-1, 1) -> Discard") == []
+    assert _errors("Idle -> HashSwitch(0, -1) -> Discard") == []
+    assert any("LENGTH: out of range" in e for e in _errors("Idle -> HashSwitch(0, 2147483648) -> Discard"))
+    assert any("OFFSET: out of range" in e for e in _errors("Idle -> HashSwitch(2147483648, 1) -> Discard"))
+
+
+def test_ethermirror_swaps_through_the_tailroom_on_short_packets(tmp_path: Path) -> None:
+    # Click swaps 12 bytes whatever the length: a short packet shows zeros from its tailroom
+    frames = [bytes(range(1, n + 1)) for n in (1, 3, 6, 8, 11, 12, 13)]
+    src, dst = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    write_pcap(str(src), [(1_700_000_000_000_000_000 + i, d) for i, d in enumerate(frames)])
+    router = _router(f"FromDump({src}, STOP true) -> EtherMirror -> ToDump({dst})")
+    router.run(until_done=True)
+    router.cleanup()
+    assert [d.hex() for _, d in read_pcap(str(dst))] == [
+        "00", "000000", "000000000000", "0708000000000102", "0708090a0b000102030405",
+        "0708090a0b0c010203040506", "0708090a0b0c0102030405060d"]

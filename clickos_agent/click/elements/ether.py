@@ -73,7 +73,14 @@ class EtherMirror(Element):
 
     def simple_action(self, packet: Packet) -> Packet:
         buf, off = packet.buf, packet.off
-        buf[off:off + 12] = buf[off + 6:off + 12] + buf[off:off + 6]
+        n = len(buf) - off
+        if n >= 12:
+            buf[off:off + 12] = buf[off + 6:off + 12] + buf[off:off + 6]
+        else:
+            # Click swaps 12 bytes whatever the length, through the (zeroed)
+            # tailroom; what stays inside the packet is what it shows
+            header = buf[off:] + bytes(12 - n)
+            buf[off:] = (header[6:12] + header[0:6])[:n]
         return packet
 
 

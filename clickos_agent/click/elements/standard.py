@@ -559,8 +559,9 @@ class HashSwitch(Element):
     processing = "h/h"
 
     def configure(self, args: list[str]) -> None:
-        v = parse_keywords(args, [Spec("OFFSET", uint_arg, mandatory=True, positional=True),
-                                  Spec("LENGTH", uint_arg, mandatory=True, positional=True)])
+        # C ints in Click: a negative LENGTH hashes nothing (output 0)
+        v = parse_keywords(args, [Spec("OFFSET", int32_arg, mandatory=True, positional=True),
+                                  Spec("LENGTH", int32_arg, mandatory=True, positional=True)])
         self.offset: int = v["OFFSET"]
         self.length: int = v["LENGTH"]
         if self.length == 0:
