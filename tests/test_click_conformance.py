@@ -210,3 +210,17 @@ def test_ethermirror_swaps_through_the_tailroom_on_short_packets(tmp_path: Path)
     assert [d.hex() for _, d in read_pcap(str(dst))] == [
         "00", "000000", "000000000000", "0708000000000102", "0708090a0b000102030405",
         "0708090a0b0c010203040506", "0708090a0b0c0102030405060d"]
+
+
+def test_etherrewrite_keeps_a_short_packets_length(tmp_path: Path) -> None:
+    # Click writes all 12 bytes at the MAC header; past the end they land in the tailroom
+    frames = [bytes(range(1, n + 1)) for n in (1, 3, 11, 12, 13)]
+    src, dst = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    write_pcap(str(src), [(1_700_000_000_000_000_000 + i, d) for i, d in enumerate(frames)])
+    router = _router(f"FromDump({src}, STOP true) -> EtherRewrite(SRC 0:1:2:3:4:5, DST 6:7:8:9:a:b) "
+                     f"-> ToDump({dst})")
+    router.run(until_done=True)
+    router.cleanup()
+    assert [d.hex() for _, d in read_pcap(str(dst))] == [
+        "06", "060708", "060708090a0b0001020304", "060708090a0b000102030405",
+        "060708090a0b0001020304050d"]

@@ -52,16 +52,23 @@ class EtherRewrite(Element):
         self._header = self.dst + self.src
 
     def simple_action(self, packet: Packet) -> Packet:
-        mac = packet.mac_off if packet.mac_off is not None else packet.off
-        packet.buf[mac:mac + 12] = self._header
+        self._rewrite(packet)
         return packet
+
+    def _rewrite(self, packet: Packet) -> None:
+        buf = packet.buf
+        mac = packet.mac_off if packet.mac_off is not None else packet.off
+        if mac + 12 <= len(buf):
+            buf[mac:mac + 12] = self._header
+        else:
+            # Click writes all 12 bytes on into the tailroom; the packet keeps its length
+            buf[mac:] = self._header[:max(0, len(buf) - mac)]
 
     def push_callable(self, port: int) -> Callable[[Packet], None]:
         return self._push
 
     def _push(self, packet: Packet) -> None:
-        mac = packet.mac_off if packet.mac_off is not None else packet.off
-        packet.buf[mac:mac + 12] = self._header
+        self._rewrite(packet)
         self.out[0](packet)
 
 
