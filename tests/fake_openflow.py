@@ -31,7 +31,8 @@ The switch model follows OpenFlow 1.3.x where our flows depend on it:
 ``FakeFabric`` wires switches by the topology's links and walks a packet from
 a host port: at a compute port it plays the compute host's learning switch
 and the instance (the instance sends the packet back from its own MAC to the
-uplink MAC), at a host port it delivers.  A ``Trace`` says which instances the
+uplink MAC, after what ``rewrites`` says it does to the packet, as a NAT
+does), at a host port it delivers.  A ``Trace`` says which instances the
 packet crossed, where it was delivered (and how it looked there), which
 switches it crossed and why any copy was lost.
 """
@@ -68,8 +69,11 @@ FIELDS: dict[str, tuple[int, bool, str | None, tuple[int, ...]]] = {
     "tcp_dst": (16, True, "ip_proto", (6,)),
     "udp_src": (16, True, "ip_proto", (17,)),
     "udp_dst": (16, True, "ip_proto", (17,)),
+    "arp_op": (16, False, "eth_type", (ETH_ARP,)),
     "arp_spa": (32, True, "eth_type", (ETH_ARP,)),
     "arp_tpa": (32, True, "eth_type", (ETH_ARP,)),
+    "arp_sha": (48, True, "eth_type", (ETH_ARP,)),
+    "arp_tha": (48, True, "eth_type", (ETH_ARP,)),
     "mpls_label": (20, False, "eth_type", (ETH_MPLS, ETH_MPLS_MC)),
 }
 
@@ -318,6 +322,8 @@ class FakeFabric:
             self.ports[compute.switch, compute.port] = ("compute", compute)
         self.instances: dict[tuple[str, str], InstanceSpec] = {}
         self.set_instances(instances)
+        # Instance id -> what that instance does to a packet's fields (default: nothing).
+        self.rewrites: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
     def set_instances(self, instances: Iterable[InstanceSpec]) -> None:
         """The instances that are running, each behind its compute host's port."""
@@ -398,7 +404,8 @@ class FakeFabric:
             return
         trace.instances.append(instance.id)
         trace.received.append(dict(pkt))
-        back = dict(pkt, eth_src=instance.mac, eth_dst=compute.uplink_mac)
+        rewrite = self.rewrites.get(instance.id)
+        back = dict(rewrite(dict(pkt)) if rewrite else pkt, eth_src=instance.mac, eth_dst=compute.uplink_mac)
         queue.append((switch, port, back))
 
 

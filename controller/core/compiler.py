@@ -31,6 +31,17 @@ A chain's path, for a packet from a host in the classifier's source block:
    restores eth_src, then table 2, which forwards to the destination and
    restores eth_dst on the last switch.  Endpoints never see steering.
 
+NAT addresses.  A ``nat`` hop translates sources to an address that may be no
+host's.  Each such address gets a virtual MAC (see ``virtual_mac``), and the
+chain that uses it (the first by name, when several do) owns two kinds of
+flows: on the switches of the hosts in its destination block, an ARP responder
+in table 0 -- a request from host h for the address is turned into the reply
+in place (set-field on eth and ARP fields, output IN_PORT), so those hosts can
+reach the address and nothing floods; and in table 1 of every compute switch,
+eth_src := the virtual MAC for packets from the address, so a packet leaving
+the NAT looks as if the address owned a NIC.  Replies sent to the virtual MAC
+need nothing more: classification matches IP fields only.
+
 Symmetric chains also classify replies (addresses and ports swapped) at the
 destination block's hosts and steer them through the same instances in
 reverse order.  Their return flows tell the two directions apart by matching
@@ -73,6 +84,7 @@ increasing and deletes in decreasing rank, which is make-before-break.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -96,6 +108,7 @@ TABLE_FORWARD = 2
 PRIO_MISS = 0
 PRIO_FORWARD = 100           # tables 1 and 2
 PRIO_RETURN = 500            # + 16 if forward + spreading bits
+PRIO_ARP_REPLY = 800         # ARP for NAT addresses, answered in table 0 (no IP flow overlaps it)
 PRIO_DELIVER = 900           # MPLS transit and hand-over
 PRIO_CLASSIFY = 1000         # + LEVEL_STRIDE * chain level + 16 if forward + spreading bits
 LEVEL_STRIDE = 32
@@ -104,6 +117,7 @@ MAX_LEVELS = (0xFFFF - PRIO_CLASSIFY) // LEVEL_STRIDE
 ETH_IP = 0x0800
 ETH_ARP = 0x0806
 ETH_MPLS = 0x8847
+ARP_REQUEST, ARP_REPLY = 1, 2
 EXACT_PORTS = 16
 
 FlowKey = tuple[int, int, int, tuple[tuple[str, MatchValue], ...]]
@@ -128,6 +142,7 @@ class Desired:
     paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
     chain_ids: dict[str, int] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
+    nat_macs: dict[str, str] = field(default_factory=dict)    # NAT address -> its virtual MAC
 
     @classmethod
     def empty(cls) -> Desired:
@@ -138,7 +153,7 @@ class Desired:
         flows = {k: f for k, f in self.flows.items() if k[0] == dpid}
         return Desired(flows, {k: g for k, g in self.groups.items() if k[0] == dpid},
                        {k: self.ranks[k] for k in flows}, dict(self.paths), dict(self.chain_ids),
-                       dict(self.status))
+                       dict(self.status), dict(self.nat_macs))
 
     def dpids(self) -> set[int]:
         return {k[0] for k in self.flows} | {k[0] for k in self.groups}
@@ -158,6 +173,7 @@ def _compile(topology: Topology, chains: list[Chain], placement: Placement, read
                       cookies.chain_ids(c.name for c in chains), {})
     levels = _levels({c.priority for c in chains})
     compiler = _ChainCompiler(fabric, desired)
+    compiler.nat_addresses(chains, placement)
     for chain in chains:
         compiler.chain(chain, placement, ready, levels[chain.priority])
     return desired
@@ -338,6 +354,7 @@ class _ChainCompiler:
         self.dpid = {s.name: s.dpid for s in fabric.topology.switches}
         self.compute = fabric.topology.compute_by_name
         n = len(fabric.topology.switches)
+        self.rank_restore = n + 1            # as the topology's own restore flows
         self.rank_label = n + 2              # hand-over; transit adds its distance
         self.rank_return = 2 * n + 3         # exit; each earlier stage adds one
         self.rank_drop = self.rank_return + cookies.MAX_HOPS + 1
@@ -356,6 +373,43 @@ class _ChainCompiler:
             raise PlanError(self.current, f"its flow {flow} clashes with {known}")
         if rank > self.ranks[key]:
             self.ranks[key] = rank
+
+    def nat_addresses(self, chains: list[Chain], placement: Placement) -> None:
+        """Virtual MACs, ARP responders and source restoration for the NAT addresses of ``chains``.
+
+        ``chains`` come sorted by name: the first chain using an address owns its flows, and the
+        hosts answered are those of every using chain's destination block.
+        """
+        owners: dict[str, int] = {}
+        askers: dict[str, dict[str, Host]] = {}
+        for chain in chains:
+            for k, address in nat_hops(chain):
+                if self.fabric.hosts_in(ipaddress.IPv4Network(address)):
+                    continue    # a real host's address: the host answers ARP, table 1 restores its MAC
+                owners.setdefault(address, cookies.cookie(self.desired.chain_ids[chain.name], k))
+                askers.setdefault(address, {}).update((h.name, h) for h in self.fabric.hosts_in(chain.classifier.dst))
+        if not owners:
+            return
+        topology = self.fabric.topology
+        taken = {h.mac for h in topology.hosts} | {c.uplink_mac for c in topology.computes} | \
+            {spec.mac for specs in placement.values() for spec in specs}
+        for address in sorted(owners):
+            attempt = 0
+            while (vmac := virtual_mac(address, attempt)) in taken:
+                attempt += 1
+            taken.add(vmac)
+            self.desired.nat_macs[address] = vmac
+            cookie = owners[address]
+            for switch in self.fabric.compute_switches:
+                self.add(Flow(self.dpid[switch], TABLE_RESTORE, PRIO_FORWARD, match(eth_type=ETH_IP, ipv4_src=address),
+                              (SetField("eth_src", vmac),), TABLE_FORWARD, cookie), self.rank_restore)
+            for _, host in sorted(askers[address].items()):
+                ip = self.fabric.ip[host.name]
+                request = match(eth_type=ETH_ARP, in_port=host.port, arp_op=ARP_REQUEST, arp_spa=ip, arp_tpa=address)
+                reply = (SetField("eth_dst", host.mac), SetField("eth_src", vmac), SetField("arp_op", ARP_REPLY),
+                         SetField("arp_sha", vmac), SetField("arp_spa", address), SetField("arp_tha", host.mac),
+                         SetField("arp_tpa", ip), Output(OFPP_IN_PORT))
+                self.add(Flow(self.dpid[host.switch], TABLE_STEER, PRIO_ARP_REPLY, request, reply, None, cookie), 0)
 
     def chain(self, chain: Chain, placement: Placement, ready: Collection[str], level: int) -> None:
         self.current = chain.name
@@ -527,6 +581,22 @@ class _ChainCompiler:
 
     def _between(self, at: str | None, switch: str) -> list[str]:
         return [switch] if at is None else self.fabric.path(at, switch)
+
+
+def nat_hops(chain: Chain) -> list[tuple[int, str]]:
+    """(hop index, address) of every ``nat`` hop of ``chain``: the address it translates sources to."""
+    return [(k, str(ipaddress.IPv4Address(hop.params["address"])))
+            for k, hop in enumerate(chain.hops) if hop.function == "nat"]
+
+
+def virtual_mac(address: str, attempt: int = 0) -> str:
+    """The MAC a NAT address answers ARP with: locally administered unicast, derived from the address.
+
+    The 0e prefix keeps it apart from instance MACs (0a); ``attempt`` > 0 gives the
+    alternatives used after a collision with a MAC in use.
+    """
+    text = address if attempt == 0 else f"{address}#{attempt}"
+    return "0e:" + hashlib.blake2b(f"nat:{text}".encode(), digest_size=5).digest().hex(":")
 
 
 def _hand_in(target: InstanceSpec, compute: ComputeHost, port: int) -> tuple[Action, ...]:
