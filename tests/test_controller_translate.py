@@ -36,6 +36,7 @@ from test_controller_service import WEB
 from topologies.loader import load_topology
 
 TOPO = Path(__file__).resolve().parent.parent / "topologies" / "leaf-spine.yaml"
+NAT = Path(__file__).resolve().parent.parent / "chains" / "examples" / "nat.yaml"
 DP = SimpleNamespace(ofproto=ofp, ofproto_parser=parser, id=1)
 
 FLOW = Flow(1, 0, 1234, match(in_port=3, eth_type=0x0800, ipv4_src="10.0.1.1", ipv4_dst=("10.0.2.0", "255.255.255.0"),
@@ -93,11 +94,19 @@ def test_ofctl_lines() -> None:
     assert ofctl.flow_line(Flow(1, 2, 0, ())) == "table=2,priority=0,cookie=0x0,actions=drop"
     group = Group(1, 7, "select", (Bucket((Output(OFPP_IN_PORT),), 2),))
     assert ofctl.group_line(group) == "group_id=7,type=select,bucket=weight:2,actions=in_port"
+    arp = Flow(1, 0, 800, match(eth_type=0x0806, in_port=4, arp_op=1, arp_spa="10.0.2.2", arp_tpa="10.0.1.200"),
+               (SetField("arp_op", 2), SetField("arp_sha", "0e:00:00:00:00:01"), SetField("arp_tha", "02:00:00:00:00:02"),
+                Output(OFPP_IN_PORT)))
+    assert ofctl.flow_line(arp) == (
+        "table=0,priority=800,cookie=0x0,arp_op=1,arp_spa=10.0.2.2,arp_tpa=10.0.1.200,eth_type=2054,in_port=4,"
+        "actions=set_field:2->arp_op,set_field:0e:00:00:00:00:01->arp_sha,set_field:02:00:00:00:00:02->arp_tha,"
+        "in_port")
 
 
 def _compiled() -> list:
     topology = load_topology(TOPO)
-    chains = load_chains(WEB, "web.yaml").chains
+    # web.yaml: steering with labels and masks; nat.yaml: ARP answered in place (ARP set-fields, IN_PORT).
+    chains = [*load_chains(WEB, "web.yaml").chains, *load_chains(NAT.read_text(), "nat.yaml").chains]
     placement = place(topology, chains)
     desired = compile_fabric(topology, chains, placement, placement.by_id())
     return [*diff(compile_fabric(topology, [], {}, ()), desired), *resync(desired, 0x20001)]
@@ -106,6 +115,7 @@ def _compiled() -> list:
 def test_every_compiled_message_translates() -> None:
     messages = _compiled()
     assert any(isinstance(m, FlowMod) for m in messages)
+    assert any(isinstance(m, FlowMod) and SetField("arp_op", 2) in m.flow.actions for m in messages)
     for message in messages:
         assert _serialized(to_osken(message, DP))
 

@@ -584,9 +584,13 @@ class _ChainCompiler:
 
 
 def nat_hops(chain: Chain) -> list[tuple[int, str]]:
-    """(hop index, address) of every ``nat`` hop of ``chain``: the address it translates sources to."""
+    """(hop index, address) of every ``nat`` hop of ``chain``: the address it translates sources to.
+
+    The chain loader refuses a nat hop without an address; a chain built in code (the
+    benchmarks) may still lack one, and such a hop has no address to answer for.
+    """
     return [(k, str(ipaddress.IPv4Address(hop.params["address"])))
-            for k, hop in enumerate(chain.hops) if hop.function == "nat"]
+            for k, hop in enumerate(chain.hops) if hop.function == "nat" and "address" in hop.params]
 
 
 def virtual_mac(address: str, attempt: int = 0) -> str:
