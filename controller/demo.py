@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 from controller import testbed
 from controller.client import ApiError, ControllerClient
 from controller.commands import table
+from controller.core.compiler import virtual_mac
 from topologies import emulator
 from topologies.emulator import FabricState
 from topologies.loader import load_topology
@@ -53,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGY = ROOT / "topologies" / "leaf-spine.yaml"
 EXAMPLES = ROOT / "chains" / "examples"
 KEEP_DIR = Path("/run/clicksteer-demo")      # where a --keep demo records what to stop
-NAT_ADDRESS, NAT_MAC = "10.0.1.200", "02:00:0a:00:01:c8"   # chains/examples/nat.yaml's source address
+NAT_ADDRESS = "10.0.1.200"                   # chains/examples/nat.yaml's source address
 COMPUTE1_CAPACITY = 7                        # so that the 3-hop web chain spans both compute hosts
 
 CLONE_NEWNET = 0x40000000
@@ -232,6 +233,38 @@ def ping(namespace: str, dst: str, count: int, interval: float = 0.01) -> PingRe
                                                 "-W", "1", dst]), capture_output=True, text=True)
     rtts = [float(m) for m in re.findall(r"time=([\d.]+) ms", proc.stdout)]
     return PingResult(count, len(rtts), rtts)
+
+
+class FirstFrame:
+    """tcpdump in a host's namespace, for the Ethernet source of the first frame matching ``bpf``."""
+
+    def __init__(self, namespace: str, bpf: str) -> None:
+        self.proc = subprocess.Popen(exec_argv(namespace, ["tcpdump", "-i", "eth0", "-e", "-nn", "-t", "-l",
+                                                           "--immediate-mode", "-c", "1", bpf]),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:            # "listening on IFACE ...": from now on it captures
+            if "listening on" in line:
+                return
+        self.proc.wait()
+        raise RuntimeError(f"tcpdump exited before it captured: {self.proc.args}")
+
+    def source(self, patience: float = 2.0) -> str:
+        """The frame's source MAC ("" when none came within ``patience`` seconds); stops tcpdump."""
+        try:
+            out, _ = self.proc.communicate(timeout=patience)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGINT)
+            out, _ = self.proc.communicate()
+        words = out.split()               # "SRC > DST, ethertype IPv4 ..."
+        return words[0] if words else ""
+
+
+def neighbour(namespace: str, address: str) -> str:
+    """The link-layer address ``namespace`` has resolved ``address`` to ("" when none)."""
+    words = subprocess.run(exec_argv(namespace, ["ip", "neigh", "show", address, "dev", "eth0"]),
+                           capture_output=True, text=True, check=True).stdout.split()
+    return words[words.index("lladdr") + 1] if "lladdr" in words else ""
 
 
 class Capture:
@@ -484,10 +517,6 @@ def drive_traffic(stage: Stage, report: Report) -> None:
                WebServer(s2, ip("server2"), 80), WebServer(s2, ip("server2"), 23)]
     udp_ok, udp_tftp, udp_direct = (UdpSink(s2, ip("server2"), 5201), UdpSink(s2, ip("server2"), 69),
                                     UdpSink(c1, ip("client1"), 7000))
-    # Nothing in the fabric answers ARP for a NAT's address yet (see the README): server2 gets a
-    # neighbour entry for it.  Its MAC does not matter; the fabric steers replies by IP.
-    subprocess.run(exec_argv(s2, ["ip", "neigh", "replace", NAT_ADDRESS, "lladdr", NAT_MAC, "dev", "eth0",
-                                  "nud", "permanent"]), check=True)
     try:
         report.step("one probe packet per chain, captured at every instance (tcpdump on their ports)")
         probes: dict[str, tuple[str, Callable[[], object]]] = {
@@ -520,11 +549,21 @@ def drive_traffic(stage: Stage, report: Report) -> None:
                                       f"({denied.count(0)}/3 attempts got no answer)")
 
         report.step("nat-egress: 10 HTTP requests client1 -> server2:80, telnet client2 -> server2:23")
-        nat_answers = [http_get(c1, f"http://{ip('server2')}/") for _ in range(10)]
+        sniffer = FirstFrame(s2, f"tcp and src host {NAT_ADDRESS}")
+        try:
+            nat_answers = [http_get(c1, f"http://{ip('server2')}/") for _ in range(10)]
+        finally:
+            frame_source = sniffer.source()
         telnet = _parallel(lambda: tcp_connect(c2, ip("client2"), 0, ip("server2"), 23, timeout=1.0), 2)
         sources = sorted(set(servers[2].clients))
         report.check(nat_answers.count(200) == 10 and sources == [NAT_ADDRESS],
                      f"nat-egress: {nat_answers.count(200)}/10 answered; server2 saw them from {sources}")
+        # The fabric answers ARP for the NAT address and sends its packets from the same virtual MAC:
+        # server2 sees one neighbour, not the NAT instance behind it.
+        vmac, resolved = virtual_mac(NAT_ADDRESS), neighbour(s2, NAT_ADDRESS)
+        report.check(resolved == vmac == frame_source,
+                     f"nat-egress: server2 resolved {NAT_ADDRESS} by ARP to {resolved or 'nothing'} and got its "
+                     f"packets from {frame_source or 'nothing'} (the fabric's virtual MAC: {vmac})")
         report.check(not any(telnet) and not servers[3].clients,
                      "nat-egress: telnet to server2:23 blocked by the firewall")
 
