@@ -8,6 +8,7 @@ so that the server sees neither the NAT instance nor the steering.
 from __future__ import annotations
 
 from dataclasses import replace
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,17 @@ def test_a_virtual_mac_taken_by_a_host_moves_to_the_next_attempt() -> None:
     placement = place(topology, chains)
     desired = compile_fabric(topology, chains, placement, placement.by_id())
     assert desired.nat_macs[NAT] == virtual_mac(NAT, 1)
+
+
+def test_chains_sharing_a_nat_address_answer_for_it_at_every_destination_with_one_owner() -> None:
+    tcp = _chains("nat.yaml")[0]
+    udp = replace(tcp, name="nat-udp", classifier=replace(tcp.classifier, dst=ip_network("10.0.2.1/32"), protocol=17),
+                  priority=300)
+    setup = Setup([tcp, udp])
+    vmac = setup.desired.nat_macs[NAT]
+    for server in ("server1", "server2"):
+        reply = _only_delivery(setup.fabric.send(server, _arp_request(setup, server, NAT)), server)
+        assert (reply["arp_op"], reply["arp_sha"]) == (2, vmac)
+    owner = setup.desired.chain_ids["nat-egress"]      # the first by name
+    assert {cookies.decode(f.cookie).chain_id for f in setup.desired.flows.values()
+            if NAT in dict(f.match).values() and dict(f.match).get("eth_type") == ETH_ARP} == {owner}

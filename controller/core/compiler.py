@@ -3,11 +3,13 @@
 Pipeline (the same on every switch)::
 
     table 0  STEER    chain classification at host-facing ports, MPLS transit,
-                      hand-over to instances, instance returns
+                      hand-over to instances, instance returns, ARP answered
+                      for NAT addresses
                       miss -> goto 2
     table 1  RESTORE  entered only at a chain's exit: eth_src := the real MAC of
-                      the host that owns ipv4_src; goto 2 (miss -> goto 2);
-                      filled on the switches of compute hosts, for every host
+                      the host that owns ipv4_src (the virtual MAC of a NAT
+                      address); goto 2 (miss -> goto 2); filled on the switches
+                      of compute hosts, for every host and NAT address
     table 2  FORWARD  normal forwarding by destination host, along the
                       deterministic shortest path: IPv4 by ipv4_dst (the last
                       switch also sets eth_dst to the host's MAC), ARP by
