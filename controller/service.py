@@ -10,7 +10,8 @@ installed, and send the diff through the southbound (os-ken in production,
 a fake in tests).  A chain's state: ``pending`` -> ``booting`` -> ``active``,
 or ``error`` with the reason (a failed instance, a switch that refused one of
 its flows).  A replaced chain keeps its old version (chain and instances)
-serving until every instance of the new one runs: make before break.
+serving until every instance of the new one runs: make before break.  An
+instance that traffic no longer goes to is released only once drained.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ RUNNING, FAILED = "running", "failed"
 RETIRED = "\0retired:"     # a hop-name prefix no chain can use: keeps a retired instance's names taken
 COUNTER_ELEMENTS = ("count_in", "count_out", "count_drop")
 PROBE_TIMEOUT_S = 1.0
+# Draining an instance traffic no longer goes to, before it is released (see ``_drain``).
+DRAIN_POLL_S = 0.05          # between two reads of its counters
+DRAIN_READS = 60             # at most (about 3 s): an instance that keeps counting is released anyway
+DRAIN_GRACE_S = 0.5          # the wait instead, when its counters cannot be read
 
 
 class NotFound(Exception):
@@ -102,11 +107,13 @@ class _Version:
 
 class ChainService:
     def __init__(self, topology: Topology, agents: Callable[[str], AgentClient],
-                 southbound: Southbound | None = None, now: Callable[[], float] = time.time) -> None:
+                 southbound: Southbound | None = None, now: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.topology = topology
         self.agents = agents           # compute host's agent address -> client
         self.southbound = southbound
         self.now = now
+        self.sleep = sleep             # release threads wait with it while instances drain
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self.chains: dict[str, Chain] = {}
@@ -114,6 +121,7 @@ class ChainService:
         self.placement = Placement()
         self.previous: dict[str, _Version] = {}   # replaced chains still serving until their new instances run
         self.instances: dict[str, Instance] = {}
+        self.releasing: list[InstanceSpec] = []   # draining, then deleted (once per pending release)
         self.status: dict[str, ChainStatus] = {}
         self.installed: Desired = compile_fabric(topology, [], Placement(), ())
         self.connected: dict[int, dict[int, str]] = {}    # dpid -> port number -> name
@@ -153,7 +161,7 @@ class ChainService:
             return created
 
     def delete(self, name: str) -> None:
-        """Remove a chain: normal forwarding is restored first, then its instances are released."""
+        """Remove a chain: normal forwarding is restored first, then its instances are drained and released."""
         with self._lock:
             if name not in self.chains:
                 raise NotFound(name)
@@ -231,6 +239,9 @@ class ChainService:
         for version in self.previous.values():
             existing.update({spec.id: replace(spec, hop=RETIRED + spec.hop) for specs in version.slots.values()
                              for spec in specs if spec.id not in existing})
+        # An instance still draining holds its MAC on the host switch: a new one may not take it yet.
+        existing.update({spec.id: replace(spec, hop=RETIRED + spec.hop) for spec in self.releasing
+                         if spec.id not in existing})
         try:
             placement = place(self.topology, chains.values(), existing=existing)
             compile_fabric(self.topology, chains.values(), placement, ())
@@ -292,7 +303,7 @@ class ChainService:
         self._reconcile()
         for iid, inst in gone.items():
             if iid not in wanted:
-                self._spawn(self._release, inst.spec)
+                self._retire(inst.spec)
         if new:
             # A failed instance retried under the same id: the boot thread deletes the old one first.
             batch = [(spec, plan.configs[spec.id], spec.id in gone) for spec in new]
@@ -337,7 +348,7 @@ class ChainService:
                         if inst is None and state == RUNNING:
                             # Its chain went away while it booted, and the release may have come
                             # first: release it again now that it runs.
-                            self._spawn(self._release, spec)
+                            self._retire(spec)
                         if inst is None or inst.config != config:
                             continue     # gone, or a newer boot of this id (with its own config) follows
                         inst.state = RUNNING if state == RUNNING else FAILED
@@ -363,11 +374,59 @@ class ChainService:
             log.exception("booting %s failed", spec.id)
             return FAILED, f"internal error: {exc}"
 
+    def _retire(self, spec: InstanceSpec) -> None:
+        """Release, in a thread and once drained, an instance that no flow hands packets to any
+        more: called with the lock held, after the switches confirmed those flows."""
+        self.releasing.append(spec)
+        self._spawn(self._release, spec)
+
     def _release(self, spec: InstanceSpec) -> None:
         try:
+            self._drain(spec)
             self._agent(spec).delete(spec.id)
         except AgentError as exc:
             log.warning("releasing %s: %s", spec.id, exc)
+        except Exception:  # noqa: BLE001 - a thread must report, never die silently
+            log.exception("releasing %s failed", spec.id)
+        finally:
+            with self._lock:
+                self.releasing.remove(spec)
+
+    def _drain(self, spec: InstanceSpec) -> None:
+        """Return once the instance holds no packet and receives none, without the lock.
+
+        A barrier reply confirms a switch's flow table, not Open vSwitch's
+        datapath flow cache, which its revalidators update tens of ms later:
+        packets may still arrive, and some may wait inside the instance.  It is
+        drained when two reads DRAIN_POLL_S apart agree and every packet that
+        came in went out or was dropped.
+        """
+        before = None
+        for _ in range(DRAIN_READS):
+            counts = self._packets(spec)
+            if counts is None:
+                self.sleep(DRAIN_GRACE_S)
+                return
+            packets_in, packets_out, dropped = counts
+            if counts == before and packets_in == packets_out + dropped:
+                return
+            before = counts
+            self.sleep(DRAIN_POLL_S)
+        log.warning("instance %s kept counting packets while it drained: released anyway", spec.id)
+
+    def _packets(self, spec: InstanceSpec) -> tuple[int, int, int] | None:
+        """(in, out, dropped) packets of an instance; None when they cannot be read."""
+        agent = self._agent(spec)
+        try:
+            packets_in = int(agent.read_handler(spec.id, "count_in", "count"))
+            packets_out = int(agent.read_handler(spec.id, "count_out", "count"))
+        except (AgentError, ValueError):
+            return None
+        try:
+            dropped = int(agent.read_handler(spec.id, "count_drop", "count"))
+        except (AgentError, ValueError):
+            dropped = 0    # count_drop exists only in functions that drop
+        return packets_in, packets_out, dropped
 
     # ---- flows ------------------------------------------------------------------------------
 
@@ -406,7 +465,7 @@ class ChainService:
                 for iid in version.ids() - set(wanted):
                     inst = self.instances.pop(iid, None)
                     if inst is not None:
-                        self._spawn(self._release, inst.spec)
+                        self._retire(inst.spec)
 
     def _send(self, messages: list[Message]) -> SendResult:
         if not messages:

@@ -17,7 +17,7 @@ from chains.errors import ConfigError
 from chains.loader import load_chains
 from controller.agents import AgentError
 from controller.core.ofmsg import Barrier, DeleteFlows, FlowMod, GroupMod, Message, SetField
-from controller.service import ChainService, Conflict, NotFound
+from controller.service import DRAIN_GRACE_S, DRAIN_POLL_S, DRAIN_READS, ChainService, Conflict, NotFound
 from controller.southbound import SendResult, SwitchError, dpid_of, phases
 from topologies.loader import load_topology
 
@@ -35,12 +35,19 @@ chains:
 
 
 class FakeAgent:
-    """Instances boot when the test says so (``settle``); ``fail`` makes one fail."""
+    """Instances boot when the test says so (``settle``); ``fail`` makes one fail.
+
+    An instance's packet counters read 7 unless ``counts`` scripts them: (instance,
+    element) -> the values of the next reads, the last one repeating.  ``mute``
+    instances answer no handler read.
+    """
 
     def __init__(self) -> None:
         self.instances: dict[str, dict[str, Any]] = {}
         self.deleted: list[str] = []
         self.fail: set[str] = set()
+        self.counts: dict[tuple[str, str], list[int]] = {}
+        self.mute: set[str] = set()
         self.gates: dict[str, threading.Event] = {}
         self.lock = threading.Lock()
         self.auto = False
@@ -66,9 +73,15 @@ class FakeAgent:
             self.deleted.append(instance_id)
 
     def read_handler(self, instance_id: str, element: str, handler: str) -> str:
+        if instance_id in self.mute:
+            raise AgentError(f"instance {instance_id} does not answer", 502)
         if element == "count_drop":
             raise AgentError("no such element", 404)
-        return "7" if handler == "count" else "700"
+        if handler != "count":
+            return "700"
+        with self.lock:
+            script = self.counts.get((instance_id, element), [7])
+            return str(script.pop(0) if len(script) > 1 else script[0])
 
 
 class FakeSwitches:
@@ -96,7 +109,8 @@ def setup() -> tuple[ChainService, FakeAgent, FakeSwitches]:
     topology = load_topology(TOPO)
     agent = FakeAgent()
     switches = FakeSwitches({s.dpid for s in topology.switches})
-    service = ChainService(topology, agents=lambda address: agent, southbound=switches, now=lambda: 0.0)
+    service = ChainService(topology, agents=lambda address: agent, southbound=switches, now=lambda: 0.0,
+                           sleep=lambda seconds: None)
     for switch in topology.switches:
         ports = {n: f"p{n}" for n in range(1, 6)}
         service.switch_up(switch.dpid, ports)
@@ -125,6 +139,13 @@ def handovers(service: ChainService, macs: set[str]) -> set[str]:
     """The instance MACs that installed flows hand packets to."""
     return {a.value for f in service.installed.flows.values() for a in f.actions
             if isinstance(a, SetField) and a.field == "eth_dst" and a.value in macs}
+
+
+def join_releases() -> None:
+    """Wait for the threads that drain and release instances (by joining them, not by time)."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("_release"):
+            thread.join()
 
 
 def _flow(dpid: int, priority: int = 1) -> Any:
@@ -196,22 +217,95 @@ def test_replace_keeps_unchanged_instances_and_makes_changed_ones_before_breakin
     assert "1 all" in agent.instances[new_fw.id]["config"]    # the firewall's new default: deny
 
 
-def test_delete_restores_forwarding_then_releases_instances(setup: Any) -> None:
+def test_delete_restores_forwarding_then_drains_and_releases_instances(setup: Any) -> None:
     service, agent, switches = setup
     baseline = dict(service.installed.flows)
     service.create(load_chains(WEB, "web.yaml"))
     boot_all(service, agent, ["web"])
+    ids = {spec.id for spec in service.placement.by_id().values()}
+    mon = service.placement["web", 1][0].id
+    agent.mute = {mon}                   # its counters cannot be read: it gets the fixed grace period
+    naps: dict[str, list[tuple[float, bool, bool, bool]]] = {}
+
+    def sleep(seconds: float) -> None:
+        # In a release thread: is forwarding normal, the instance still running, the lock free?
+        iid = threading.current_thread().name.removeprefix("_release-")
+        naps.setdefault(iid, []).append((seconds, service.installed.flows == baseline, iid in agent.instances,
+                                         not service._lock._is_owned()))
+
+    service.sleep = sleep
     service.delete("web")
     assert service.installed.flows == baseline
-    for _ in range(100):      # releases run in threads; wait for them by joining, not by time
-        if not agent.instances:
-            break
-        for thread in threading.enumerate():
-            if thread.name.startswith("_release"):
-                thread.join()
-    assert not agent.instances
+    join_releases()
+    # Counters that do not move: two reads one poll apart.
+    assert naps == {iid: [(DRAIN_GRACE_S if iid == mon else DRAIN_POLL_S, True, True, True)] for iid in ids}
+    assert sorted(agent.deleted) == sorted(ids) and not agent.instances
     with pytest.raises(NotFound):
         service.delete("web")
+
+
+def test_replaced_instances_are_released_only_once_drained(setup: Any) -> None:
+    service, agent, switches = setup
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    old_fw = service.placement["web", 0][0]
+    # After the switch, packets still arrive from the datapath's cache and one waits inside it.
+    agent.counts[old_fw.id, "count_in"] = [7, 9, 10, 10]
+    agent.counts[old_fw.id, "count_out"] = [7, 8, 10, 10]
+    naps: list[tuple[float, set[str], bool, bool]] = []
+
+    def sleep(seconds: float) -> None:
+        # What the switches hand to the old firewall, whether it still runs, whether the lock is free.
+        naps.append((seconds, handovers(service, {old_fw.mac}), old_fw.id in agent.instances,
+                     not service._lock._is_owned()))
+
+    service.sleep = sleep
+    agent.auto = False
+    service.replace("web", load_chains(WEB.replace("default: allow", "default: deny"), "web.yaml"))
+    assert not naps and not agent.deleted              # the old version serves while the new one boots
+    boot_all(service, agent, ["web"])
+    join_releases()
+    # Drained after the switch, released once two reads agreed and every packet in had gone out.
+    assert naps == [(DRAIN_POLL_S, set(), True, True)] * 3
+    assert agent.deleted == [old_fw.id]
+
+
+def test_an_instance_that_keeps_counting_is_released_after_the_longest_drain(setup: Any) -> None:
+    service, agent, switches = setup
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    fw = service.placement["web", 0][0].id
+    agent.counts[fw, "count_in"] = list(range(DRAIN_READS + 1))
+    agent.counts[fw, "count_out"] = list(range(DRAIN_READS + 1))
+    naps: dict[str, list[float]] = {}
+
+    def sleep(seconds: float) -> None:
+        naps.setdefault(threading.current_thread().name, []).append(seconds)
+
+    service.sleep = sleep
+    service.delete("web")
+    join_releases()
+    assert naps[f"_release-{fw}"] == [DRAIN_POLL_S] * DRAIN_READS
+    assert fw in agent.deleted and not agent.instances
+
+
+def test_a_chain_created_again_while_its_old_instances_drain_gets_new_ones(setup: Any) -> None:
+    service, agent, switches = setup
+    service.create(load_chains(WEB, "web.yaml"))
+    boot_all(service, agent, ["web"])
+    old = {spec.id: spec.mac for spec in service.placement.by_id().values()}
+    drained = threading.Event()
+    service.sleep = lambda seconds: drained.wait(10)    # the old instances drain until the test says so
+    service.delete("web")
+    service.create(load_chains(WEB, "web.yaml"))
+    new = {spec.id: spec.mac for spec in service.placement.by_id().values()}
+    # A draining instance still runs with its MAC on the host switch: nothing new may share them.
+    assert not set(new) & set(old) and not set(new.values()) & set(old.values())
+    drained.set()
+    join_releases()
+    boot_all(service, agent, ["web"])
+    assert sorted(agent.deleted) == sorted(old) and set(agent.instances) == set(new)
+    assert service.chain_view("web")["state"] == "active"
 
 
 def test_switch_error_marks_the_chain_that_caused_it(setup: Any) -> None:

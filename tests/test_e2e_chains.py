@@ -270,14 +270,7 @@ def test_replacing_a_chain_with_put_loses_no_probe(stage: Stage, on_failure: str
     assert [h["name"] for h in stage.counters(name)] == (["fw", "b", "c"] if document is replacement else ["a", "b"])
     assert all(n > 0 for n in hop_counts(stage, name)), "the new chain carried the stream's end"
     assert stage.wait_released(set(old_ids) - set(hop_ids(stage, name))) == set()
-    # Known bug, not fixed yet: in about every other run, 1 to 4 probes sent within 20 milliseconds
-    # are lost when traffic moves from the old instances to the new ones (the control stream loses
-    # none then).  Captures on the old instances' ports show why: the lost probe was the last one
-    # handed to an old instance, which never sent it back; the controller releases (stops) the old
-    # instances as soon as the switches confirm the new flows, with packets still inside them.
-    # Only that exact symptom is expected; anything more fails.
-    if lost and len(lost) <= 5 and max(lost) - min(lost) < 20:
-        pytest.xfail(f"known bug: probes {sorted(lost)} lost at the switch to the new instances")
+    # The old instances are released only once drained, so even the last probes handed to them arrive.
     assert not lost, f"{len(lost)} probes lost: {sorted(lost)[:20]}"
 
 
