@@ -5,9 +5,10 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from clickos_agent.click.args import parse_bool, parse_int, parse_ip, parse_mac
-from clickos_agent.click.element import ArgError, Element
+from clickos_agent.click.element import ArgError, Element, HandlerError
 from clickos_agent.click.packet import DST_IP_ANNO_OFFSET, PAINT_ANNO_OFFSET
 
 # Click's annotation names (NameInfo T_ANNOTATION, case-sensitive) that ANNO
@@ -118,6 +119,21 @@ def add_data_handlers(elem: Element, name: str, getter: Callable[[], object],
     elem.read_handlers[name] = read
     if setter is not None:
         elem.write_handlers[name] = setter
+
+
+T = TypeVar("T")
+
+
+def handler_arg(parse: Callable[[str], T], text: str, error: str | None = None) -> T:
+    """A write handler's value parsed as configure would parse it.
+
+    A bad value is the handler's error, not the configuration's: the ArgError
+    becomes a HandlerError, with its own text unless ``error`` names Click's.
+    """
+    try:
+        return parse(text.strip())
+    except ArgError as e:
+        raise HandlerError(error or str(e)) from None
 
 
 class Clock:

@@ -19,7 +19,12 @@ from clickos_agent.click.args import (
     split_words,
 )
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
-from clickos_agent.click.elements.common import add_data_handlers, bool_arg, uint_arg
+from clickos_agent.click.elements.common import (
+    add_data_handlers,
+    bool_arg,
+    handler_arg,
+    uint_arg,
+)
 from clickos_agent.click.packet import Packet
 from clickos_agent.click.pcap import (
     ENCAP_OF_LINKTYPE,
@@ -199,10 +204,7 @@ class FromDump(Element):
     # ---- handlers
 
     def _set_active(self, value: str) -> None:
-        try:
-            self.active = bool_arg(value.strip())
-        except ArgError:
-            raise HandlerError("syntax error") from None
+        self.active = handler_arg(bool_arg, value, "syntax error")
         self._update_live()
 
     def _stop(self, _value: str) -> None:

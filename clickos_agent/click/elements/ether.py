@@ -17,6 +17,7 @@ from clickos_agent.click.args import (
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
 from clickos_agent.click.elements.common import (
     anno_arg,
+    handler_arg,
     ip_arg,
     mac_arg,
     uint_arg,
@@ -127,10 +128,7 @@ class StoreEtherAddress(Element):
             self.write_handlers["addr"] = self._set_addr
 
     def _set_addr(self, text: str) -> None:
-        try:
-            self.addr = parse_mac(text.strip())
-        except ArgError as e:
-            raise HandlerError(str(e)) from None
+        self.addr = handler_arg(parse_mac, text)
 
     def simple_action(self, packet: Packet) -> Packet | None:
         start = packet.off + self.offset

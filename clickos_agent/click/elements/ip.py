@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable
 
 from clickos_agent.click.args import Spec, parse_ip_prefix, parse_keywords, split_words
-from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
+from clickos_agent.click.element import ArgError, Element, element_class
 from clickos_agent.click.elements.common import (
     add_data_handlers,
     anno_arg,
+    handler_arg,
     bool_arg,
     int32_arg,
     ip_arg,
@@ -124,14 +125,6 @@ class CheckIPHeader(Element):
         packet.dst_ip = bytes(buf[ip + 16:ip + 20])
         return packet
 
-    def push_callable(self, port: int) -> Callable[[Packet], None]:
-        return self._push
-
-    def _push(self, packet: Packet) -> None:
-        result = self.simple_action(packet)
-        if result is not None:
-            self.out[0](result)
-
 
 def _is_keyword(arg: str, specs: list[Spec]) -> bool:
     word = arg.split(None, 1)
@@ -185,10 +178,7 @@ class DecIPTTL(Element):
         add_data_handlers(self, "active", lambda: self.active, self._set_active)
 
     def _set_active(self, value: str) -> None:
-        try:
-            self.active = bool_arg(value.strip())
-        except ArgError:
-            raise HandlerError("expected boolean") from None
+        self.active = handler_arg(bool_arg, value, "expected boolean")
 
     def simple_action(self, packet: Packet) -> Packet | None:
         if not self.active:
@@ -211,14 +201,6 @@ class DecIPTTL(Element):
         buf[ip + 11] = total & 0xFF
         return packet
 
-    def push_callable(self, port: int) -> Callable[[Packet], None]:
-        return self._push
-
-    def _push(self, packet: Packet) -> None:
-        result = self.simple_action(packet)
-        if result is not None:
-            self.out[0](result)
-
 
 @element_class
 class SetIPAddress(Element):
@@ -235,10 +217,7 @@ class SetIPAddress(Element):
         add_data_handlers(self, "addr", lambda: unparse_ip(self.addr), self._set_addr)
 
     def _set_addr(self, value: str) -> None:
-        try:
-            self.addr = ip_arg(value.strip())
-        except ArgError as e:
-            raise HandlerError(str(e)) from None
+        self.addr = handler_arg(ip_arg, value)
 
     def simple_action(self, packet: Packet) -> Packet:
         if self.anno == DST_IP_ANNO_OFFSET:

@@ -21,6 +21,7 @@ from clickos_agent.click.elements.common import (
     add_data_handlers,
     anno_arg,
     bool_arg,
+    handler_arg,
     int32_arg,
     int_arg,
     uint_arg,
@@ -99,10 +100,7 @@ class Discard(Element):
         self.count = 0
 
     def _set_active(self, value: str) -> None:
-        try:
-            self.active = bool_arg(value.strip())
-        except ArgError:
-            raise HandlerError("syntax error") from None
+        self.active = handler_arg(bool_arg, value, "syntax error")
 
     def initialize(self, router: Router) -> None:
         if self.input_is_pull(0):
@@ -399,10 +397,7 @@ class Unqueue(Element):
         self.write_handlers.update({"reset": self._reset, "reset_counts": self._reset})
 
     def _set_active(self, value: str) -> None:
-        try:
-            self.active = bool_arg(value.strip())
-        except ArgError:
-            raise HandlerError("expected boolean") from None
+        self.active = handler_arg(bool_arg, value, "expected boolean")
 
     def _reset(self, _value: str) -> None:
         self.count = 0
@@ -480,10 +475,7 @@ class Paint(Element):
         add_data_handlers(self, "color", lambda: self.color, self._set_color)
 
     def _set_color(self, value: str) -> None:
-        try:
-            self.color = _uint8(value.strip())
-        except ArgError as e:
-            raise HandlerError(str(e)) from None
+        self.color = handler_arg(_uint8, value)
 
     def simple_action(self, packet: Packet) -> Packet:
         if self.anno == PAINT_ANNO_OFFSET:
@@ -654,10 +646,7 @@ class Print(Element):
         add_data_handlers(self, "active", lambda: self.active, self._set_active)
 
     def _set_active(self, value: str) -> None:
-        try:
-            self.active = bool_arg(value.strip())
-        except ArgError:
-            raise HandlerError("expected boolean") from None
+        self.active = handler_arg(bool_arg, value, "expected boolean")
 
     def simple_action(self, packet: Packet) -> Packet:
         if self.active:
