@@ -55,8 +55,35 @@ def open_packet_socket(ifname: str, receive: bool, promisc: bool = False) -> soc
     return sock
 
 
+class _DeviceElement(Element):
+    """What FromDevice and ToDevice share: a packet socket on the host interface
+    that DEVNAME names, opened at initialize and closed at cleanup."""
+
+    def _set_device(self, devname: str) -> None:
+        self.devname = devname
+        self.ifname = devname   # until the router maps DEVNAME to the host's interface
+        self.count = 0
+        self.drops = 0
+        self._sock: socket.socket | None = None
+        self._router: Router | None = None
+
+    def _open(self, router: Router, receive: bool, promisc: bool = False) -> socket.socket:
+        self._router = router
+        self.ifname = router.device(self.devname)
+        try:
+            self._sock = open_packet_socket(self.ifname, receive, promisc)
+        except OSError as e:
+            raise ArgError(f"{self.ifname}: {e.strerror}") from None
+        return self._sock
+
+    def cleanup(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
 @element_class
-class FromDevice(Element):
+class FromDevice(_DeviceElement):
     """Pushes frames received on a network interface."""
 
     class_name = "FromDevice"
@@ -87,17 +114,12 @@ class FromDevice(Element):
         # checker, which does not initialize, rejects it here
         if not v["DEVNAME"]:
             raise ArgError("interface not set")
-        self.devname: str = v["DEVNAME"]
+        self._set_device(v["DEVNAME"])
         self.promisc: bool = v["PROMISC"]
         self.snaplen: int = v["SNAPLEN"]
         self.force_ip: bool = v["FORCE_IP"]
         self.outbound: bool = v["OUTBOUND"]
         self.timestamp: bool = v["TIMESTAMP"]
-        self.count = 0
-        self.drops = 0
-        self.ifname = self.devname
-        self._sock: socket.socket | None = None
-        self._router: Router | None = None
         self.read_handlers.update({"count": lambda: str(self.count),
                                    "kernel_drops": lambda: "0",
                                    "encap": lambda: "ETHER"})
@@ -107,21 +129,14 @@ class FromDevice(Element):
         self.count = 0
 
     def initialize(self, router: Router) -> None:
-        self._router = router
-        self.ifname = router.device(self.devname)
-        try:
-            self._sock = open_packet_socket(self.ifname, True, self.promisc)
-        except OSError as e:
-            raise ArgError(f"{self.ifname}: {e.strerror}") from None
-        router.add_reader(self._sock.fileno(), self._readable)
+        sock = self._open(router, True, self.promisc)
+        router.add_reader(sock.fileno(), self._readable)
         router.add_live_source()
 
     def cleanup(self) -> None:
-        if self._sock is not None:
-            if self._router is not None:
-                self._router.remove_reader(self._sock.fileno())
-            self._sock.close()
-            self._sock = None
+        if self._sock is not None and self._router is not None:
+            self._router.remove_reader(self._sock.fileno())
+        super().cleanup()
 
     def _readable(self) -> None:
         """Receive what is waiting (bounded, so other sources get a turn) and push it."""
@@ -153,7 +168,7 @@ class FromDevice(Element):
 
 
 @element_class
-class ToDevice(Element):
+class ToDevice(_DeviceElement):
     """Sends packets out of a network interface: a task pulls them from its input
     (user-level Click's ToDevice is ``l/h``, so a push source needs a Queue first)."""
 
@@ -172,13 +187,8 @@ class ToDevice(Element):
             raise ArgError("bad BURST")
         if v["METHOD"] not in _METHODS:
             raise ArgError("bad METHOD")
-        self.devname: str = v["DEVNAME"]
+        self._set_device(v["DEVNAME"])
         self.burst: int = v["BURST"]
-        self.count = 0
-        self.drops = 0
-        self.ifname = self.devname
-        self._sock: socket.socket | None = None
-        self._router: Router | None = None
         self.read_handlers.update({"count": lambda: str(self.count),
                                    "drops": lambda: str(self.drops)})
         self.write_handlers["reset_counts"] = self._reset
@@ -188,18 +198,8 @@ class ToDevice(Element):
         self.drops = 0
 
     def initialize(self, router: Router) -> None:
-        self._router = router
-        self.ifname = router.device(self.devname)
-        try:
-            self._sock = open_packet_socket(self.ifname, False)
-        except OSError as e:
-            raise ArgError(f"{self.ifname}: {e.strerror}") from None
+        self._open(router, False)
         router.add_task(self._run)
-
-    def cleanup(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
 
     def _send(self, packet: Packet) -> None:
         sock = self._sock
