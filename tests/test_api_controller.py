@@ -11,9 +11,7 @@ import pytest
 from controller.api import build_api
 from controller.commands import table
 from controller.openapi import document
-from controller.service import ChainService
-from test_controller_service import TOPO, WEB, FakeAgent, FakeSwitches
-from topologies.loader import load_topology
+from test_controller_service import WEB, serving_service
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -21,13 +19,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def api() -> Any:
-    topology = load_topology(TOPO)
-    agent = FakeAgent()
-    agent.auto = True
-    service = ChainService(topology, agents=lambda address: agent,
-                           southbound=FakeSwitches({s.dpid for s in topology.switches}))
-    for switch in topology.switches:
-        service.switch_up(switch.dpid, {n: f"p{n}" for n in range(1, 6)})
+    service, agent = serving_service()
     api = build_api(service, TOKEN)
     api.service, api.agent = service, agent
     return api

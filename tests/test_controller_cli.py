@@ -14,22 +14,14 @@ import pytest
 from clickos_agent.httpapi import ApiServer
 from controller.api import build_api
 from controller.cli import main
-from controller.service import ChainService
-from test_controller_service import TOPO, WEB, FakeAgent, FakeSwitches
-from topologies.loader import load_topology
+from test_controller_service import TOPO, WEB, serving_service
 
 TOKEN = "cli-token"
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    topology = load_topology(TOPO)
-    agent = FakeAgent()
-    agent.auto = True
-    service = ChainService(topology, agents=lambda address: agent,
-                           southbound=FakeSwitches({s.dpid for s in topology.switches}))
-    for switch in topology.switches:
-        service.switch_up(switch.dpid, {n: f"p{n}" for n in range(1, 6)})
+    service, _agent = serving_service()
     api = ApiServer(build_api(service, TOKEN), "127.0.0.1", 0).start()
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")

@@ -117,6 +117,19 @@ def setup() -> tuple[ChainService, FakeAgent, FakeSwitches]:
     return service, agent, switches
 
 
+def serving_service() -> tuple[ChainService, FakeAgent]:
+    """A service on TOPO whose agent boots every instance at once, every switch up:
+    for the tests of what is in front of the service (API, CLI)."""
+    topology = load_topology(TOPO)
+    agent = FakeAgent()
+    agent.auto = True
+    service = ChainService(topology, agents=lambda address: agent,
+                           southbound=FakeSwitches({s.dpid for s in topology.switches}))
+    for switch in topology.switches:
+        service.switch_up(switch.dpid, {n: f"p{n}" for n in range(1, 6)})
+    return service, agent
+
+
 def boot_all(service: ChainService, agent: FakeAgent, names: Sequence[str]) -> None:
     with agent.lock:
         agent.auto = True
