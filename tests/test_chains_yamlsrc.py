@@ -44,6 +44,18 @@ def libyaml(text, filename):
     return value
 
 
+def agrees_with_libyaml(text: str) -> None:
+    """load_yaml gives libyaml's value, or, where libyaml refuses the text, its errors."""
+    try:
+        slow = libyaml(text, "t")
+    except ConfigError as exc:
+        with pytest.raises(ConfigError) as caught:
+            load_yaml(text, "t")
+        assert caught.value.problems == exc.problems
+        return
+    same(load_yaml(text, "t"), slow)
+
+
 def fast_or_none(text):
     try:
         return yamlsrc._fast_load(text)
@@ -84,14 +96,7 @@ def test_generated_benchmark_file_takes_the_fast_path_and_agrees():
     "a: \"x\"#c\n",                           # a comment without a space before it
 ])
 def test_outside_the_fast_subset_libyaml_decides(text):
-    try:
-        slow = libyaml(text, "t")
-    except ConfigError as exc:
-        with pytest.raises(ConfigError) as caught:
-            load_yaml(text, "t")
-        assert caught.value.problems == exc.problems
-        return
-    same(load_yaml(text, "t"), slow)
+    agrees_with_libyaml(text)
 
 
 @pytest.mark.parametrize("text", [
@@ -203,12 +208,5 @@ def documents(draw) -> str:
 @settings(max_examples=400, deadline=None)
 @given(documents())
 def test_fast_reader_agrees_with_libyaml(text):
-    try:
-        slow = libyaml(text, "t")
-    except ConfigError as exc:
-        # invalid YAML: the fast reader must not accept it
-        with pytest.raises(ConfigError) as caught:
-            load_yaml(text, "t")
-        assert caught.value.problems == exc.problems
-        return
-    same(load_yaml(text, "t"), slow)
+    # invalid YAML included: the fast reader must not accept it
+    agrees_with_libyaml(text)
