@@ -13,7 +13,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,6 +89,21 @@ def leftovers(state, tag: str) -> list[str]:
     found += [link for link in os.listdir("/sys/class/net") if link.startswith(names)]
     found += [p for p in state.ovs().vsctl("list-ports", bridge).split() if p.startswith(names)]
     return found
+
+
+@contextmanager
+def started_agent(net: Any, tmp_path: Path, **options: Any) -> Iterator[tuple[EmuBackend, Agent]]:
+    """An agent started on c1_1 with an emu backend (``options`` go to the backend);
+    on the way out the backend is closed and whatever the agent tagged is swept."""
+    backend = EmuBackend(net.compute_bridge("c1_1"), net.ovs(), tmp_path / "run", **options)
+    backend.open()
+    agent = Agent("c1_1", backend, StateStore(tmp_path / "state.json"))
+    agent.start()
+    try:
+        yield backend, agent
+    finally:
+        backend.close()
+        backend.sweep(agent.tag, [])
 
 
 def test_firewall_instance_forwards_counts_and_leaves_nothing(net, tmp_path):
@@ -208,11 +226,7 @@ def test_killed_agent_restarts_and_readopts_forwarding_instances(net, tmp_path):
 
 
 def test_warm_pool_instance_gets_its_mac_and_forwards(net, tmp_path):
-    backend = EmuBackend(net.compute_bridge("c1_1"), net.ovs(), tmp_path / "run", pool_size=1)
-    backend.open()
-    agent = Agent("c1_1", backend, StateStore(tmp_path / "state.json"))
-    agent.start()
-    try:
+    with started_agent(net, tmp_path, pool_size=1) as (backend, agent):
         while not backend.pool:              # the slot is built in the background
             backend.pool_wanted.wait(0.01)
         mac = derive_mac("web-fw-0", 0)
@@ -227,17 +241,10 @@ def test_warm_pool_instance_gets_its_mac_and_forwards(net, tmp_path):
         agent.delete("web-fw-0")
         backend.close()                      # removes the refilled slot too
         assert leftovers(net, agent.tag) == []
-    finally:
-        backend.close()
-        backend.sweep(agent.tag, [])
 
 
 def test_a_dead_router_worker_is_replaced(net, tmp_path):
-    backend = EmuBackend(net.compute_bridge("c1_1"), net.ovs(), tmp_path / "run")
-    backend.open()
-    agent = Agent("c1_1", backend, StateStore(tmp_path / "state.json"))
-    agent.start()
-    try:
+    with started_agent(net, tmp_path) as (backend, agent):
         backend.spawner.proc.kill()          # the worker this test's backend started
         backend.spawner.proc.wait()
         mac = derive_mac("web-fw-0", 0)
@@ -246,17 +253,10 @@ def test_a_dead_router_worker_is_replaced(net, tmp_path):
         assert inst.state == "running", inst.reason
         agent.delete("web-fw-0")
         assert leftovers(net, agent.tag) == []
-    finally:
-        backend.close()
-        backend.sweep(agent.tag, [])
 
 
 def test_a_router_that_cannot_start_fails_with_its_error_and_releases(net, tmp_path):
-    backend = EmuBackend(net.compute_bridge("c1_1"), net.ovs(), tmp_path / "run")
-    backend.open()
-    agent = Agent("c1_1", backend, StateStore(tmp_path / "state.json"))
-    agent.start()
-    try:
+    with started_agent(net, tmp_path) as (backend, agent):
         # Valid Click, but the instance has no device 3: the runtime fails while initializing.
         _, inst = agent.create({"id": "bad", "chain": "web", "hop": 0, "function": "firewall",
                                 "config": "FromDevice(3) -> Discard;\n"})
@@ -265,6 +265,3 @@ def test_a_router_that_cannot_start_fails_with_its_error_and_releases(net, tmp_p
         assert "FromDevice" in inst.reason
         assert leftovers(net, agent.tag) == []
         assert list((tmp_path / "run").iterdir()) == []
-    finally:
-        backend.close()
-        backend.sweep(agent.tag, [])
