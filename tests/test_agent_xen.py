@@ -18,7 +18,7 @@ from clickos_agent.xen.xenstore import XenStoreError, XenStoreModel
 libvirt_iface = pytest.importorskip("clickos_agent.xen.libvirt_iface")
 pytest.importorskip("libvirt")
 
-CONFIG = "FromDevice(0) -> count_in :: Counter -> count_out :: Counter -> ToDevice(0);\n"
+CONFIG = "FromDevice(0) -> count_in :: Counter -> count_out :: Counter -> Queue -> ToDevice(0);\n"
 
 
 class FakeTime:
