@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from clickos_agent.click.args import Spec, parse_keywords, parse_string
+from clickos_agent.click.args import Spec, parse_int, parse_keywords, parse_string
 from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
 from clickos_agent.click.elements.common import (
     CLOCK,
@@ -486,14 +486,7 @@ class Paint(Element):
 
 
 def _uint8(text: str) -> int:
-    return int_arg_bounded(text, 0, 255)
-
-
-def int_arg_bounded(text: str, low: int, high: int) -> int:
-    value = int_arg(text)
-    if not low <= value <= high:
-        raise ArgError(f"out of range, bound {high if value > high else low}")
-    return value
+    return parse_int(text, 0, 255)
 
 
 @element_class
