@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from clickos_agent.click.runtime import Router, RouterError
 
@@ -27,16 +27,21 @@ def run_router(config_text: str, devices: Mapping[str, str] | None = None,
     SIGTERM and SIGINT stop the router cleanly (dump files are flushed).
     """
     router = Router.from_text(config_text, filename, devices, control_socket)
+    _serve(router, None if ready_fd is None else lambda: os.write(ready_fd, b"ready\n"))
+    return router
+
+
+def _serve(router: Router, ready: Callable[[], object] | None) -> None:
+    """Stop on SIGTERM/SIGINT (from the main thread), call ``ready``, run until stopped, clean up."""
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda _sig, _frame: router.stop())
-    if ready_fd is not None:
-        os.write(ready_fd, b"ready\n")
+    if ready is not None:
+        ready()
     try:
         router.run(until_done=False)
     finally:
         router.cleanup()
-    return router
 
 
 def parse_device(text: str) -> tuple[str, str]:
@@ -68,19 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"{args.config}: {e.strerror}", file=sys.stderr)
         return 1
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _sig, _frame: router.stop())
-    if args.ready_file:
-        tmp = args.ready_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{os.getpid()}\n")
-        os.replace(tmp, args.ready_file)
-    else:
-        print("ready", flush=True)
-    try:
-        router.run(until_done=False)
-    finally:
-        router.cleanup()
+
+    def ready() -> None:
+        if args.ready_file:
+            tmp = args.ready_file + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            os.replace(tmp, args.ready_file)
+        else:
+            print("ready", flush=True)
+
+    _serve(router, ready)
     return 0
 
 
