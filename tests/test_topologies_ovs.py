@@ -19,7 +19,7 @@ import pytest
 from conftest import FabricFactory, ovs_missing
 from topologies import emulator, generators, netns
 from topologies.loader import load_topology
-from topologies.ovs import OVS, add_port_args
+from topologies.ovs import OVS, add_port_args, del_port
 
 pytestmark = [pytest.mark.ovs, pytest.mark.skipif(bool(ovs_missing()), reason=ovs_missing() or "")]
 
@@ -115,7 +115,7 @@ def test_compute_bridge_learns_like_a_switch(fabric: FabricFactory) -> None:
         ovs.ofctl("add-flow", leaf1, f"in_port={compute['port']},actions=output:3")
         netns.exec_in(state.host_namespace("client1"), ["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.1.99"])
     finally:
-        ovs.vsctl("--if-exists", "del-port", compute["bridge"], veth)
+        del_port(ovs, compute["bridge"], veth)
         netns.del_link(veth)
         netns.del_netns(ns)
 

@@ -136,11 +136,6 @@ def add_veth_cmd(name: str, peer: str, mac: str | None = None, peer_mac: str | N
     return f"link add {name}{own} type veth peer name {peer}{other}{where}"
 
 
-def add_veth(name: str, peer: str, mac: str | None = None, peer_mac: str | None = None,
-             peer_netns: str | None = None) -> None:
-    batch([add_veth_cmd(name, peer, mac, peer_mac, peer_netns)])
-
-
 def del_link_cmd(name: str) -> str:
     return f"link delete {name}"
 
@@ -190,14 +185,6 @@ def set_up(name: str, up: bool = True, netns: str | None = None) -> None:
 def set_address_cmd(name: str, address: str) -> str:
     """``address`` with its prefix, e.g. ``10.0.1.1/16``."""
     return f"addr replace {address} dev {name}"
-
-
-def set_address(name: str, address: str, netns: str | None = None) -> None:
-    batch([set_address_cmd(name, address)], netns)
-
-
-def move_cmd(name: str, netns: str, new_name: str | None = None) -> str:
-    return f"link set {name} netns {netns}" + (f" name {new_name}" if new_name else "")
 
 
 def no_ipv6_cmd(name: str) -> str:

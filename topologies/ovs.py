@@ -244,11 +244,6 @@ def add_port_args(bridge: str, port: str, ofport: int | None = None) -> list[str
     return args
 
 
-def add_port(ovs: OVS, bridge: str, port: str, ofport: int | None = None) -> None:
-    """Attach an existing interface to a bridge, optionally at a fixed OpenFlow port number."""
-    ovs.vsctl(*add_port_args(bridge, port, ofport))
-
-
 def del_port(ovs: OVS, bridge: str, port: str) -> None:
     """Detach a port; detaching a port that is not there is not an error (safe to repeat)."""
     ovs.vsctl("--if-exists", "del-port", bridge, port)
