@@ -31,7 +31,7 @@ from clickos_agent.agent import BackendError, Instance, Interface, NotFound
 from clickos_agent.xen.domxml import VALE_SWITCH, domain_xml
 from clickos_agent.xen.libvirt_iface import Hypervisor, HypervisorError, NoDomain
 from clickos_agent.xen.vale import Vale, ValeError
-from clickos_agent.xen.xenstore import XenStore, XenStoreError
+from clickos_agent.xen.xenstore import XenStore, XenStoreError, write
 
 PREFIX = "csi"
 CHUNK_MAX = 512
@@ -142,7 +142,7 @@ class XenBackend:
     def start(self, inst: Instance) -> None:
         status = f"{router_path(inst.handles['domid'])}/status"
         try:
-            self.xs.write_many([(status, "Running")])
+            write(self.xs, status, "Running")
         except XenStoreError as exc:
             raise BackendError(f"starting the router: {exc}") from None
 
@@ -152,7 +152,7 @@ class XenBackend:
         if domid is not None:
             try:
                 if self.xs.exists(router_path(domid)):
-                    self.xs.write_many([(f"{router_path(domid)}/status", "Halted")])
+                    write(self.xs, f"{router_path(domid)}/status", "Halted")
             except XenStoreError:
                 pass   # the domain may be gone already, and its xenstore directory with it
             for vif in inst.handles.get("attached", []):
@@ -201,7 +201,7 @@ class XenBackend:
         base = router_path(inst.handles["domid"])
         value_key = f"{base}/elements/{element}/{handler}"
         try:
-            self.xs.write_many([(f"{base}/control/read/{element}/{handler}", " ")])
+            write(self.xs, f"{base}/control/read/{element}/{handler}", " ")
             deadline = self.clock() + self.handler_timeout
             while True:
                 value = self.xs.read(value_key) if self.xs.exists(value_key) else ""
@@ -211,7 +211,7 @@ class XenBackend:
                     raise NotFound(f"no answer for {element}.{handler} after {self.handler_timeout:g} s "
                                    f"(no such element or handler?)", field="handler")
                 self.sleep(POLL_S)
-            self.xs.write_many([(value_key, "")])
+            write(self.xs, value_key, "")
         except XenStoreError as exc:
             raise BackendError(f"reading {element}.{handler}: {exc}") from None
         return value
@@ -219,6 +219,6 @@ class XenBackend:
     def write_handler(self, inst: Instance, element: str, handler: str, value: str) -> None:
         key = f"{router_path(inst.handles['domid'])}/elements/{element}/{handler}"
         try:
-            self.xs.write_many([(key, value)])
+            write(self.xs, key, value)
         except XenStoreError as exc:
             raise BackendError(f"writing {element}.{handler}: {exc}") from None

@@ -99,6 +99,9 @@ class XenStoreModel:
             path = path.rsplit("/", 1)[0] or "/"
         return self.owners.get(path, 0)
 
+    def _readonly(self, path: str) -> bool:
+        return any(path == ro or path.startswith(ro + "/") for ro in self.readonly)
+
     @staticmethod
     def _check(path: str) -> str:
         if not _PATH.match(path) or len(path) > MAX_PATH or "//" in path or (path != "/" and path.endswith("/")):
@@ -123,7 +126,7 @@ class XenStoreModel:
         pairs = list(pairs)
         for path, _ in pairs:   # all or nothing, as a transaction
             self._check(path)
-            if any(path == ro or path.startswith(ro + "/") for ro in self.readonly):
+            if self._readonly(path):
                 raise _error(errno.EACCES, path)
             if domid != 0 and self._owner(path) != domid:
                 raise _error(errno.EACCES, path)
@@ -145,7 +148,7 @@ class XenStoreModel:
     def rm(self, path: str) -> None:
         if self._check(path) not in self.nodes:
             raise _error(errno.ENOENT, path)
-        if any(path == ro or path.startswith(ro + "/") for ro in self.readonly):
+        if self._readonly(path):
             raise _error(errno.EACCES, path)
         for node in [p for p in self.nodes if p == path or p.startswith(path + "/")]:
             del self.nodes[node]
