@@ -50,6 +50,7 @@ from controller.core.ofmsg import (OFPG_ALL, OFPP_IN_PORT, OFPTT_ALL, Barrier, D
                                    FlowMod, Group, GroupAction, GroupMod, Message, Output, PopMpls, PushMpls,
                                    SetField)
 from controller.core.placement import InstanceSpec
+from controller.southbound import dpid_of
 from topologies.model import Topology
 
 ETH_IP, ETH_ARP, ETH_MPLS, ETH_MPLS_MC, ETH_IPV6 = 0x0800, 0x0806, 0x8847, 0x8848, 0x86DD
@@ -330,9 +331,7 @@ class FakeFabric:
         self.instances = {(i.compute, i.mac): i for i in instances}
 
     def apply(self, message: Message) -> None:
-        self.by_dpid[message.dpid if isinstance(message, (Barrier, DeleteFlows, DeleteGroups))
-                     else (message.flow.dpid if isinstance(message, FlowMod) else message.group.dpid)
-                     ].apply(message)
+        self.by_dpid[dpid_of(message)].apply(message)
 
     def apply_all(self, messages: Iterable[Message]) -> None:
         for message in messages:

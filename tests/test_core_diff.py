@@ -8,19 +8,21 @@ fabric may -- and after every single message sends every probe packet.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from chains.model import Chain, Hop, Scaling
+from chains.model import Chain, Classifier, Hop, Scaling
 from controller.core import cookies
 from controller.core.compiler import Desired, compile_fabric
 from controller.core.diff import diff, resync
 from controller.core.errors import PlanError
 from controller.core.ofmsg import Barrier, DeleteFlows, Flow, FlowMod, GroupMod, Output, match
 from controller.core.placement import InstanceSpec, place
+from controller.southbound import dpid_of
 from fake_openflow import FakeFabric, phases
 from topologies.model import Topology
 from test_core_steering import (Scenario, _block, check_all, classify, installed, make_topology, plan, probes,
@@ -139,7 +141,7 @@ def test_phases_end_with_a_barrier_for_every_switch_they_touch() -> None:
             if in_barriers:
                 assert not pending, "a phase left a switch without a barrier"
                 in_barriers = False
-            pending.add(message.flow.dpid if isinstance(message, FlowMod) else message.group.dpid)
+            pending.add(dpid_of(message))
     assert not pending and isinstance(messages[-1], Barrier)
 
 
@@ -171,10 +173,7 @@ def test_resync_replaces_whatever_a_switch_holds_with_its_desired_flows() -> Non
     check_all(s, fabric)
 
 
-def _classifier() -> Any:
-    import ipaddress
-
-    from chains.model import Classifier
+def _classifier() -> Classifier:
     return Classifier(ipaddress.ip_network("10.0.0.0/30"), ipaddress.ip_network("10.0.0.4/30"), 6, None, (80, 80))
 
 

@@ -314,6 +314,7 @@ def test_cookies_map_flows_back_to_their_chain_hop_and_instance_and_paths_show_t
     s = plan(topology, [_chain(hops=2, instances=2, symmetric=True), _chain("other", hops=1, priority=5)])
     names = {cid: name for name, cid in s.desired.chain_ids.items()}
     by_mac = {spec.mac: spec for spec in s.placement.by_id().values()}
+    handed_over = 0
     for flow in s.desired.flows.values():
         fields = cookies.decode(flow.cookie)
         assert fields is not None
@@ -326,6 +327,8 @@ def test_cookies_map_flows_back_to_their_chain_hop_and_instance_and_paths_show_t
         if handed and dict(flow.match).get("eth_type") == 0x8847:
             spec = by_mac[handed[0]]
             assert (spec.chain, spec.hop_index, spec.index) == (name, fields.hop, fields.instance)
+            handed_over += 1
+    assert handed_over, "the plan must hand labelled packets to instances, or the check above checked nothing"
     path = s.desired.paths["web"]
     assert path[0] == "h1" and path[-1] == "h4"
     assert [p for p in path if p.startswith("web-")] == ["web-h0-0", "web-h1-0"]

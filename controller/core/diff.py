@@ -82,10 +82,8 @@ def _flow_order(message: FlowMod) -> tuple[int, int, int, str]:
 
 
 def _phase(out: list[Message], messages: Iterable[FlowMod | GroupMod]) -> None:
-    touched: list[int] = []
+    touched: set[int] = set()
     for message in messages:
         out.append(message)
-        dpid = message.flow.dpid if isinstance(message, FlowMod) else message.group.dpid
-        if dpid not in touched:
-            touched.append(dpid)
+        touched.add(message.flow.dpid if isinstance(message, FlowMod) else message.group.dpid)
     out.extend(Barrier(dpid) for dpid in sorted(touched))
