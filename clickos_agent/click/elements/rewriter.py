@@ -32,6 +32,7 @@ from clickos_agent.click.element import (
     HandlerError,
     element_class,
 )
+from clickos_agent.click.elements.common import update_checksum
 from clickos_agent.click.ipexpr import PORTS, int_arg, ip_prefix_arg, system_names
 
 if TYPE_CHECKING:
@@ -44,13 +45,6 @@ PATTERN_NAME = "IPRewriterPattern"   # the NameScope kind of IPRewriterPatterns'
 # TCP flag bits and the connection state bits Click tracks for timeouts
 _FIN, _SYN, _RST = 0x01, 0x02, 0x04
 S_FORWARD_DONE, S_REPLY_DONE, S_FORWARD_DATA, S_REPLY_DATA = 1, 2, 4, 8
-
-
-def _update_cksum(csum: int, old: int, new: int) -> int:
-    """Click's click_update_in_cksum (RFC 1624) on 16-bit values."""
-    s = (~csum & 0xFFFF) + (~old & 0xFFFF) + new
-    s = (s & 0xFFFF) + (s >> 16)
-    return ~(s + (s >> 16)) & 0xFFFF
 
 
 def _halfwords(key: bytes) -> list[int]:
@@ -351,10 +345,10 @@ class Flow:
         old, new = _halfwords(key), _halfwords(rewritten)
         delta = 0
         for k in range(4):
-            delta = _update_cksum(delta, old[k], new[k])
+            delta = update_checksum(delta, old[k], new[k])
         ip_delta = delta
         for k in range(4, 6):
-            delta = _update_cksum(delta, old[k], new[k])
+            delta = update_checksum(delta, old[k], new[k])
         # Click adds ~delta going forward and delta in reply (update_csum),
         # as a halfword replacing 0: here the constant part of that sum, or
         # None when there is nothing to change.  Per direction, everything a
