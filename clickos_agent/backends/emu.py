@@ -40,7 +40,7 @@ from typing import Any
 from clickos_agent.agent import MAX_INTERFACES, BackendError, BadRequest, Conflict, Instance, Interface, NotFound
 from clickos_agent.backends import ifconf
 from topologies import netns
-from topologies.ovs import OVS, OVSError, add_port_args
+from topologies.ovs import OVS, OVSError, add_port_args, ofport
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,13 @@ def pids_in_netns(inode: int) -> list[int]:
         if entry.isdigit() and process_netns_inode(int(entry)) == inode:
             found.append(int(entry))
     return found
+
+
+def stop_netns_processes(ns: str) -> None:
+    """Stop every process inside the named network namespace (if it exists)."""
+    inode = netns_inode(str(netns.NETNS_DIR / ns))
+    if inode is not None:
+        stop_processes(pids_in_netns(inode))
 
 
 def stop_processes(pids: list[int], timeout: float = STOP_TIMEOUT_S) -> None:
@@ -334,7 +341,7 @@ class EmuBackend:
             try:
                 self._build([slot.netns], [(slot.port, "eth0", None, slot.netns)])
                 self.ovs.vsctl(*add_port_args(self.bridge, slot.port))
-                slot.ofport = int(self.ovs.vsctl("get", "Interface", slot.port, "ofport"))
+                slot.ofport = ofport(self.ovs, slot.port)
             except (netns.NetError, OVSError, OSError, ValueError) as exc:
                 log.warning("warm pool: %s", exc)
                 self._remove(slot.netns, [slot.port])
@@ -422,12 +429,13 @@ class EmuBackend:
         def record(pid: int) -> None:
             inst.handles["pid"] = pid
         Path(inst.handles["control_socket"]).unlink(missing_ok=True)
+        # Only a pool slot's interface still lacks the instance's MAC (create gives the others theirs).
+        macs = {f"eth{i.index}": i.mac for i in inst.interfaces} if inst.handles["pooled"] else {}
         try:
             inst.handles["pid"] = self.spawner.spawn(
                 {"netns": str(netns.NETNS_DIR / inst.handles["netns"]), "config": inst.spec.config,
                  "devices": inst.handles["devices"], "control_socket": inst.handles["control_socket"],
-                 "macs": {f"eth{i.index}": i.mac for i in inst.interfaces}, "log": inst.handles["log"],
-                 "filename": inst.handles["config_file"]}, record)
+                 "macs": macs, "log": inst.handles["log"], "filename": inst.handles["config_file"]}, record)
         finally:
             try:
                 self._finish_attach(inst)
@@ -454,9 +462,7 @@ class EmuBackend:
 
     def _remove(self, ns: str, ports: list[str]) -> None:
         """Stop the processes in a namespace, then remove its ports, links and the namespace itself."""
-        inode = netns_inode(str(netns.NETNS_DIR / ns))
-        if inode is not None:
-            stop_processes(pids_in_netns(inode))
+        stop_netns_processes(ns)
         errors = []
         try:
             args: list[str] = []
@@ -492,9 +498,7 @@ class EmuBackend:
         link_prefixes = (f"{PREFIX}{tag}", f"{POOL_PREFIX}{tag}")
         orphan_ns = [ns for ns in netns.list_netns() if ns.startswith(ns_prefixes) and ns not in kept_ns]
         for ns in orphan_ns:
-            inode = netns_inode(str(netns.NETNS_DIR / ns))
-            if inode is not None:
-                stop_processes(pids_in_netns(inode))
+            stop_netns_processes(ns)
         links = [name for name in os.listdir("/sys/class/net")
                  if name.startswith(link_prefixes) and name not in kept_ports]
         _forced_batch([netns.del_link_cmd(name) for name in links])
