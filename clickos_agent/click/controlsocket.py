@@ -155,15 +155,8 @@ class _Connection:
     def read(self, name: str, param: str) -> None:
         try:
             value = self.server.router.read_handler(name, param)
-        except HandlerError as e:
-            code = _error_code(e)
-            if code:
-                self.message(code, str(e))
-            else:
-                self.messages(UNSPECIFIED, f"Read handler '{name}' error", [str(e)])
-            return
         except Exception as e:  # noqa: BLE001 - a handler's bug is the caller's error, not ours
-            self.messages(UNSPECIFIED, f"Read handler '{name}' error", [f"{type(e).__name__}: {e}"])
+            self.failed(e, UNSPECIFIED, f"Read handler '{name}' error")
             return
         payload = value.encode("utf-8", "surrogateescape")
         self.send(f"{OK} Read handler '{name}' OK\r\nDATA {len(payload)}\r\n".encode()
@@ -172,18 +165,20 @@ class _Connection:
     def write(self, name: str, value: str) -> None:
         try:
             self.server.router.write_handler(name, value)
-        except HandlerError as e:
-            code = _error_code(e)
-            if code:
-                self.message(code, str(e))
-            else:
-                self.messages(HANDLER_ERROR, f"Write handler '{name}' error", [str(e)])
-            return
         except Exception as e:  # noqa: BLE001 - a handler's bug is the caller's error, not ours
-            self.messages(HANDLER_ERROR, f"Write handler '{name}' error",
-                          [f"{type(e).__name__}: {e}"])
+            self.failed(e, HANDLER_ERROR, f"Write handler '{name}' error")
             return
         self.message(OK, f"Write handler '{name}' OK")
+
+    def failed(self, error: Exception, code: int, head: str) -> None:
+        """A handler call's error: a lookup or permission error under its own code, any
+        other under ``code`` as ``head`` and a detail line (an element bug's with its type)."""
+        if not isinstance(error, HandlerError):
+            self.messages(code, head, [f"{type(error).__name__}: {error}"])
+        elif specific := _error_code(error):
+            self.message(specific, str(error))
+        else:
+            self.messages(code, head, [str(error)])
 
     def check(self, name: str, write: bool) -> None:
         router = self.server.router
