@@ -107,51 +107,46 @@ def started_agent(net: Any, tmp_path: Path, **options: Any) -> Iterator[tuple[Em
 
 
 def test_firewall_instance_forwards_counts_and_leaves_nothing(net, tmp_path):
-    backend = EmuBackend(net.compute_bridge("c1_1"), net.ovs(), tmp_path / "run")
-    backend.open()
-    agent = Agent("c1_1", backend, StateStore(tmp_path / "state.json"))
-    agent.start()
-    server = ApiServer(build_api(agent, TOKEN), "127.0.0.1", 0).start()
-    client = AgentClient(f"http://{server.address}", token=TOKEN)
-    mac = derive_mac("web-fw-0", 0)
-    try:
-        assert ping(net, "h1_1", "h1_2")                      # the fabric works without the instance
-        with pytest.raises(AgentClientError) as refused:
-            client.create_instance("web-fw-0", "web", 0, "firewall", "FromDevice(0) -> Nope -> ToDevice(0);")
-        assert refused.value.status == 422 and not leftovers(net, agent.tag)
+    with started_agent(net, tmp_path) as (_, agent):
+        server = ApiServer(build_api(agent, TOKEN), "127.0.0.1", 0).start()
+        client = AgentClient(f"http://{server.address}", token=TOKEN)
+        mac = derive_mac("web-fw-0", 0)
+        try:
+            assert ping(net, "h1_1", "h1_2")                      # the fabric works without the instance
+            with pytest.raises(AgentClientError) as refused:
+                client.create_instance("web-fw-0", "web", 0, "firewall", "FromDevice(0) -> Nope -> ToDevice(0);")
+            assert refused.value.status == 422 and not leftovers(net, agent.tag)
 
-        inst = client.create_instance("web-fw-0", "web", 0, "firewall",
-                                      firewall_config(mac, net.hosts["h1_2"]["mac"]))
-        assert inst["state"] == "running", inst["reason"]
-        assert inst["interfaces"][0]["mac"] == mac
-        assert inst["interfaces"][0]["port"] in net.ovs().vsctl("list-ports", net.compute_bridge("c1_1")).split()
-        assert set(inst["timings_ms"]) == {"create", "attach", "install", "start", "total"}
+            inst = client.create_instance("web-fw-0", "web", 0, "firewall",
+                                          firewall_config(mac, net.hosts["h1_2"]["mac"]))
+            assert inst["state"] == "running", inst["reason"]
+            assert inst["interfaces"][0]["mac"] == mac
+            assert inst["interfaces"][0]["port"] in net.ovs().vsctl("list-ports", net.compute_bridge("c1_1")).split()
+            assert set(inst["timings_ms"]) == {"create", "attach", "install", "start", "total"}
 
-        steer(net, "h1_1", "h1_2", mac)
-        assert ping(net, "h1_1", "h1_2", count=3)              # through the firewall and back
-        send_udp(net, "h1_1", "h1_2", 5002, 5)                 # denied
-        count_in = int(client.read_handler("web-fw-0", "count_in", "count"))
-        count_out = int(client.read_handler("web-fw-0", "count_out", "count"))
-        count_drop = int(client.read_handler("web-fw-0", "count_drop", "count"))
-        assert count_in >= 8 and count_out >= 3 and count_drop == 5
-        assert count_in == count_out + count_drop
+            steer(net, "h1_1", "h1_2", mac)
+            assert ping(net, "h1_1", "h1_2", count=3)              # through the firewall and back
+            send_udp(net, "h1_1", "h1_2", 5002, 5)                 # denied
+            count_in = int(client.read_handler("web-fw-0", "count_in", "count"))
+            count_out = int(client.read_handler("web-fw-0", "count_out", "count"))
+            count_drop = int(client.read_handler("web-fw-0", "count_drop", "count"))
+            assert count_in >= 8 and count_out >= 3 and count_drop == 5
+            assert count_in == count_out + count_drop
 
-        client.write_handler("web-fw-0", "count_in", "reset", "")
-        assert int(client.read_handler("web-fw-0", "count_in", "count")) == 0
-        with pytest.raises(AgentClientError) as missing:
-            client.read_handler("web-fw-0", "nosuch", "count")
-        assert missing.value.status == 404
+            client.write_handler("web-fw-0", "count_in", "reset", "")
+            assert int(client.read_handler("web-fw-0", "count_in", "count")) == 0
+            with pytest.raises(AgentClientError) as missing:
+                client.read_handler("web-fw-0", "nosuch", "count")
+            assert missing.value.status == 404
 
-        pid = agent.get("web-fw-0").handles["pid"]
-        assert client.delete_instance("web-fw-0")
-        assert leftovers(net, agent.tag) == []
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
-        assert client.list_instances() == []
-        assert not ping(net, "h1_1", "h1_2", count=1)          # steered into nothing now
-    finally:
-        server.stop()
-        backend.sweep(agent.tag, [])
-        backend.close()
+            pid = agent.get("web-fw-0").handles["pid"]
+            assert client.delete_instance("web-fw-0")
+            assert leftovers(net, agent.tag) == []
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+            assert client.list_instances() == []
+            assert not ping(net, "h1_1", "h1_2", count=1)          # steered into nothing now
+        finally:
+            server.stop()
 
 
 class AgentProcess:
