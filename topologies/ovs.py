@@ -189,9 +189,6 @@ class OVS:
         """ovs-ofctl speaking OpenFlow 1.3; bridge names resolve to our run directory."""
         return run(["ovs-ofctl", "-O", OPENFLOW, *args], self.env)
 
-    def appctl(self, *args: str, daemon: str = "ovs-vswitchd") -> str:
-        return run(["ovs-appctl", f"--target={self.ctl_socket(daemon)}", *args], self.env)
-
     def bridges(self) -> list[str]:
         return self.vsctl("list-br").split()
 
