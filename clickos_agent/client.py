@@ -104,13 +104,14 @@ class AgentClient:
             return False
         return True
 
+    def _handler_path(self, instance_id: str, element: str, handler: str) -> str:
+        return f"/v1/instances/{self._quote(instance_id)}/handlers/{self._quote(element)}/{self._quote(handler)}"
+
     def read_handler(self, instance_id: str, element: str, handler: str) -> str:
-        path = f"/v1/instances/{self._quote(instance_id)}/handlers/{self._quote(element)}/{self._quote(handler)}"
-        return self._call("GET", path)[1]["value"]
+        return self._call("GET", self._handler_path(instance_id, element, handler))[1]["value"]
 
     def write_handler(self, instance_id: str, element: str, handler: str, value: str) -> None:
-        path = f"/v1/instances/{self._quote(instance_id)}/handlers/{self._quote(element)}/{self._quote(handler)}"
-        self._call("PUT", path, {"value": value})
+        self._call("PUT", self._handler_path(instance_id, element, handler), {"value": value})
 
     def wait_until_running(self, instance_id: str, timeout: float = 30.0,
                            clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
