@@ -68,12 +68,7 @@ def main() -> int:
     try:
         state = emulator.up(topology, controller=f"tcp:127.0.0.1:{openflow}", run_dir=work / "fabric")
         children += testbed.start_agents(topology, state.run_dir, work)
-        for _ in range(300):     # switches connect within their 1 s reconnect backoff
-            if client.ok("GET", "/v1/health")["switches"]["connected"] == len(topology.switches):
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"switches did not connect: {client.ok('GET', '/v1/health')}")
+        testbed.wait_switches(client, len(topology.switches))
         placement = Placement()
         for i in range(WARMUP + SAMPLES):
             # Clients and servers in different pods, so paths cross the core.
@@ -104,12 +99,7 @@ def main() -> int:
     finally:
         for chain in posted:
             client.call("DELETE", f"/v1/chains/{chain.name}")
-        for name, agent in agents.items():    # agents keep instances across restarts: leave none behind
-            try:
-                for inst in agent.client.list_instances():
-                    agent.delete(inst["id"])
-            except Exception:  # noqa: BLE001 - clean-up goes on whatever one agent says
-                pass
+        testbed.release_instances(topology)    # agents keep instances across restarts: leave none behind
         for child in reversed(children):
             child.stop()
         if (work / "fabric" / emulator.STATE_FILE).exists():

@@ -397,13 +397,7 @@ class Stage:
 
     def close(self) -> None:
         """Delete every instance at its agent (agents leave theirs running when they stop), stop the children."""
-        for compute in self.topology.computes:
-            agent = self.agent(compute.name)
-            try:
-                for inst in agent.ok("GET", "/v1/instances")["instances"]:
-                    agent.call("DELETE", f"/v1/instances/{inst['id']}")
-            except ApiError:
-                pass      # that agent never started or already stopped
+        testbed.release_instances(self.topology)
         for child in reversed(self.children):
             child.stop()
 
@@ -432,29 +426,12 @@ def start_stage(topology: Topology, work: Path, fabric_up: FabricUp,
         children += testbed.start_agents(topology, fabric.run_dir, work)
         api = ControllerClient(f"127.0.0.1:{api_port}", token_file.read_text().strip())
         stage = Stage(topology, fabric, api, children, work, token_file)
-        wait_switches(api, len(topology.switches), progress)
+        testbed.wait_switches(api, len(topology.switches), progress)
         return stage
     except BaseException:
         for child in reversed(children):
             child.stop()
         raise
-
-
-def wait_switches(api: ControllerClient, expected: int, progress: Callable[[str], None] = lambda _: None,
-                  timeout: float = 30.0) -> None:
-    """Readiness is the controller's own view of the switches (DESIGN.md), so poll /v1/health."""
-    deadline = time.monotonic() + timeout
-    shown = -1
-    while True:
-        connected = api.ok("GET", "/v1/health")["switches"]["connected"]
-        if connected != shown:
-            progress(f"switches connected: {connected}/{expected}")
-            shown = connected
-        if connected == expected:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {connected} of {expected} switches connected after {timeout:g} s")
-        time.sleep(0.05)
 
 
 # ---- the demo --------------------------------------------------------------------------------

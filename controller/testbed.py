@@ -13,8 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from controller.client import ApiError, ControllerClient
 from topologies.loader import write_topology
 from topologies.model import Topology
 
@@ -94,6 +97,34 @@ def start_agents(topology: Topology, fabric_dir: str, work: Path) -> list[Child]
             agent.stop()
         raise
     return agents
+
+
+def wait_switches(api: ControllerClient, expected: int, progress: Callable[[str], None] = lambda _: None,
+                  timeout: float = 30.0) -> None:
+    """Readiness is the controller's own view of the switches (DESIGN.md), so poll /v1/health."""
+    deadline = time.monotonic() + timeout
+    shown = -1
+    while True:
+        connected = api.ok("GET", "/v1/health")["switches"]["connected"]
+        if connected != shown:
+            progress(f"switches connected: {connected}/{expected}")
+            shown = connected
+        if connected == expected:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {connected} of {expected} switches connected after {timeout:g} s")
+        time.sleep(0.05)
+
+
+def release_instances(topology: Topology) -> None:
+    """Delete every instance at every agent of ``topology`` (agents leave theirs running when they stop)."""
+    for compute in topology.computes:
+        agent = ControllerClient(compute.agent)
+        try:
+            for inst in agent.ok("GET", "/v1/instances")["instances"]:
+                agent.call("DELETE", f"/v1/instances/{inst['id']}")
+        except ApiError:
+            pass      # that agent never started or already stopped
 
 
 def write(topology: Topology, path: Path) -> Path:

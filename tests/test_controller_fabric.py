@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from controller import testbed
-from controller.client import ApiError, ControllerClient
+from controller.client import ControllerClient
 from test_controller_service import WEB
 from topologies.loader import load_topology
 
@@ -72,7 +72,7 @@ def bed(fabric: Any, tmp_path: Path) -> Iterator[Bed]:
         assert server.stdout is not None
         server.stdout.readline()                      # "Serving HTTP on ...": it listens
         client = ControllerClient(f"127.0.0.1:{api}", TOKEN)
-        _wait_switches(client, len(topology.switches))
+        testbed.wait_switches(client, len(topology.switches))
 
         def restart(chains_file: Path) -> None:
             children[0].stop()
@@ -81,32 +81,12 @@ def bed(fabric: Any, tmp_path: Path) -> Iterator[Bed]:
 
         yield Bed(state, client, topology, children, restart)
     finally:
-        _release_everything(topology, api)
+        testbed.release_instances(topology)
         if server is not None:
             server.terminate()
             server.wait()
         for child in reversed(children):
             child.stop()
-
-
-def _release_everything(topology: Any, api: int) -> None:
-    """Agents leave their instances running when they stop (for the next agent): delete them first."""
-    for compute in topology.computes:
-        agent = ControllerClient(compute.agent)
-        try:
-            for inst in agent.ok("GET", "/v1/instances")["instances"]:
-                agent.call("DELETE", f"/v1/instances/{inst['id']}")
-        except ApiError:
-            pass      # the agent never started
-
-
-def _wait_switches(client: ControllerClient, expected: int) -> None:
-    """Readiness is the controller's own view; the switches' reconnect backoff is 1 s, so poll /v1/health."""
-    for _ in range(300):
-        if client.ok("GET", "/v1/health")["switches"]["connected"] == expected:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"switches did not connect: {client.ok('GET', '/v1/health')}")
 
 
 def _first_syn_times(packets: Any, macs: dict[str, str]) -> dict[str, float]:
@@ -198,7 +178,7 @@ def test_restarted_controller_resyncs_switches(bed: Bed, tmp_path: Path) -> None
     bed.children[0].stop()
     bed.fabric.ovs().ofctl("del-flows", bed.fabric.switch_bridge("leaf1"))
     bed.restart(chains_file)
-    _wait_switches(client, len(bed.topology.switches))
+    testbed.wait_switches(client, len(bed.topology.switches))
     for _ in range(100):
         if client.ok("GET", "/v1/chains/web?counters=0")["state"] == "active":
             break
