@@ -474,20 +474,27 @@ class ChainService:
             return SendResult(unconfirmed={dpid_of(m) for m in messages})
         return self.southbound.send(messages)
 
+    def _chain_names(self) -> Callable[[int], str | None]:
+        """Cookie -> the name of the installed chain it tags (None for no chain's)."""
+        names = {cid: name for name, cid in self.installed.chain_ids.items()}
+
+        def chain(cookie: int) -> str | None:
+            fields_ = cookies.decode(cookie)
+            return names.get(fields_.chain_id) if fields_ else None
+        return chain
+
     def _chain_of(self, message: Message | None) -> str | None:
         """The chain whose flow (or group) a switch refused, from the cookie."""
-        ids = {cid: name for name, cid in self.installed.chain_ids.items()}
+        chain = self._chain_names()
         if isinstance(message, FlowMod):
-            fields_ = cookies.decode(message.flow.cookie)
-            return ids.get(fields_.chain_id) if fields_ else None
+            return chain(message.flow.cookie)
         if isinstance(message, GroupMod):
             # A group has no cookie: blame the chain whose flows point at it.
             group = message.group
             for flow in self.installed.flows.values():
                 if flow.dpid == group.dpid and any(getattr(a, "group_id", None) == group.group_id
                                                    for a in flow.actions):
-                    fields_ = cookies.decode(flow.cookie)
-                    return ids.get(fields_.chain_id) if fields_ else None
+                    return chain(flow.cookie)
         return None
 
     def _update_status(self, result: SendResult) -> None:
@@ -500,10 +507,9 @@ class ChainService:
         silent = result.unconfirmed & set(self.connected)
         if silent:
             # A connected switch that does not answer its barriers may not hold its flows.
-            names = {cid: name for name, cid in self.installed.chain_ids.items()}
+            chain = self._chain_names()
             for flow in self.installed.flows.values():
-                fields_ = cookies.decode(flow.cookie) if flow.dpid in silent else None
-                name = names.get(fields_.chain_id) if fields_ else None
+                name = chain(flow.cookie) if flow.dpid in silent else None
                 if name in self.status:
                     self._switch_error(name, flow.dpid, f"switch {flow.dpid:#x} did not confirm its flows")
         missing = {s.name for s in self.topology.switches if s.dpid not in self.connected}
