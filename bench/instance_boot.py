@@ -38,7 +38,7 @@ from clickos_agent.client import AgentClient  # noqa: E402
 from clickos_agent.httpapi import ApiServer  # noqa: E402
 from clickos_agent.store import StateStore  # noqa: E402
 from topologies import netns  # noqa: E402
-from topologies.ovs import OVS, add_port, del_port  # noqa: E402
+from topologies.ovs import OVS, add_port_args, del_port  # noqa: E402
 
 SIZES = (1, 10, 50, 100)
 ROUNDS_AT_ONE = 20          # one instance is booted (and deleted) this many times for a stable p50
@@ -86,7 +86,7 @@ class Probe:
                      netns.no_ipv6_cmd(self.veth), netns.set_up_cmd(self.veth)])
         netns.batch([netns.no_ipv6_cmd("eth0"), netns.set_address_cmd("eth0", "10.254.0.1/16"),
                      netns.set_up_cmd("eth0")], netns=self.ns)
-        add_port(ovs, bridge, self.veth)
+        ovs.vsctl(*add_port_args(bridge, self.veth))
 
     def send(self, macs: list[str]) -> None:
         lines = [f"neigh replace 10.254.{1 + i // 250}.{1 + i % 250} lladdr {mac} dev eth0 nud permanent"
