@@ -23,6 +23,7 @@ from clickos_agent.click.elements.common import (
     uint_arg,
     unparse_mac,
 )
+from clickos_agent.click.ipexpr import prefix_mask
 from clickos_agent.click.packet import Packet
 
 
@@ -140,10 +141,6 @@ class StoreEtherAddress(Element):
         return packet
 
 
-def _mask(length: int) -> int:
-    return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
-
-
 @element_class
 class ARPResponder(Element):
     """Answers ARP requests for configured IP prefixes; other packets go to output 1."""
@@ -176,7 +173,7 @@ class ARPResponder(Element):
         for word in split_words(arg):
             try:
                 addr, length = parse_ip_prefix(word, allow_bare_address=True)
-                mask = _mask(length)
+                mask = prefix_mask(length)
                 prefixes.append((int.from_bytes(ip_arg(addr), "big") & mask, mask))
                 continue
             except ArgError:
@@ -222,7 +219,7 @@ class ARPResponder(Element):
         for net, mask, eth in self.table:
             length = bin(mask).count("1")
             # Click's unparse_with_mask: always a mask, as a length when contiguous
-            if mask == _mask(length):
+            if mask == prefix_mask(length):
                 shown_mask = str(length)
             else:
                 shown_mask = ".".join(str(b) for b in mask.to_bytes(4, "big"))
@@ -241,7 +238,7 @@ class ARPResponder(Element):
             addr, length = parse_ip_prefix(text.strip(), allow_bare_address=True)
         except ArgError:
             raise HandlerError("expected IP/MASK") from None
-        mask = _mask(length)
+        mask = prefix_mask(length)
         net = int.from_bytes(ip_arg(addr), "big") & mask
         for entry in self.table:
             if entry[0] == net and entry[1] == mask:

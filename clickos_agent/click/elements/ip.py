@@ -23,6 +23,7 @@ from clickos_agent.click.elements.common import (
     unparse_ip,
     update_checksum,
 )
+from clickos_agent.click.ipexpr import prefix_mask
 from clickos_agent.click.packet import DST_IP_ANNO_OFFSET, Packet
 
 _REASONS = ("tiny packet", "bad IP version", "bad IP header length", "bad IP length",
@@ -40,7 +41,7 @@ def _interfaces(text: str) -> tuple[list[bytes], list[bytes]]:
     for word in split_words(text):
         addr, length = parse_ip_prefix(word, allow_bare_address=True)
         a = int.from_bytes(ip_arg(addr), "big")
-        mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+        mask = prefix_mask(length)
         bad.append(((a & mask) | (~mask & 0xFFFFFFFF)).to_bytes(4, "big"))
         good.append(a.to_bytes(4, "big"))
     return bad + [bytes(4), b"\xff" * 4], good
