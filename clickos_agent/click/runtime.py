@@ -509,6 +509,15 @@ class Router:
         except ArgError as e:
             raise HandlerError(str(e)) from e
 
+    def call_write(self, call: str, caller: str) -> None:
+        """Run an element's handler call ``HANDLER [VALUE]`` (COUNT_CALL, END_CALL);
+        a failure is reported on stderr under the caller's name, as Click does."""
+        handler, _, value = call.partition(" ")
+        try:
+            self.write_handler(handler, value.strip())
+        except HandlerError as e:
+            print(f"{caller}: {e}", file=sys.stderr)
+
     def handler_names(self, elem: Element | None) -> list[tuple[str, str]]:
         """(name, "r"/"w"/"rw") for each handler, as the ``handlers`` handler lists them."""
         reads = self.read_handlers_of(elem)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ from clickos_agent.click.args import (
     parse_word,
     split_words,
 )
-from clickos_agent.click.element import ArgError, Element, HandlerError, element_class
+from clickos_agent.click.element import ArgError, Element, element_class
 from clickos_agent.click.elements.common import (
     add_data_handlers,
     bool_arg,
@@ -228,11 +227,7 @@ class FromDump(Element):
         self._done = True
         self._update_live()
         if self._end_call:
-            handler, _, value = self._end_call.partition(" ")
-            try:
-                self._router.write_handler(handler, value.strip())
-            except HandlerError as e:
-                print(f"{self.name}: {e}", file=sys.stderr)
+            self._router.call_write(self._end_call, self.name)
 
     def _read(self) -> Packet | None:
         """The next packet that passes START/END/SAMPLE, or None at the end."""

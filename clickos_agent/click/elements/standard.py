@@ -199,11 +199,7 @@ class Counter(Element):
 
     def _fire(self, call: str | None) -> None:
         if call and self._router is not None:
-            handler, _, value = call.partition(" ")
-            try:
-                self._router.write_handler(handler, value.strip())
-            except HandlerError as e:
-                print(f"{self.name}: {e}", file=sys.stderr)
+            self._router.call_write(call, self.name)
 
     def _check_triggers(self) -> None:
         if self.count == self._count_trigger and not self._count_triggered:
