@@ -316,33 +316,37 @@ MATCH_SCHEMA_PROPERTIES = {"src": _CIDR_SCHEMA, "dst": _CIDR_SCHEMA, "protocol":
 _NAME_SCHEMA = {"type": "string", "pattern": fields.DNS_LABEL.pattern}
 
 
-def _object(properties: Mapping[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+def object_schema(properties: Mapping[str, Any], required: tuple[str, ...] = (),
+                  description: str = "") -> dict[str, Any]:
+    """A JSON Schema object with exactly ``properties`` (no others allowed)."""
     schema: dict[str, Any] = {"type": "object", "properties": dict(properties), "additionalProperties": False}
     if required:
         schema["required"] = list(required)
+    if description:
+        schema["description"] = description
     return schema
 
 
 CATALOG: dict[str, Function] = {function.name: function for function in (
     Function("passthrough", "forwards every packet unchanged", False,
-             _object({}), _parse_none, _body_passthrough),
+             object_schema({}), _parse_none, _body_passthrough),
     Function("monitor", "counts packets and bytes (optionally per protocol), passes all", False,
-             _object({"by_protocol": {"type": "boolean"}}), _parse_monitor, _body_monitor),
+             object_schema({"by_protocol": {"type": "boolean"}}), _parse_monitor, _body_monitor),
     Function("firewall", "ordered allow/deny rules, first match wins, then the default action", True,
-             _object({"rules": {"type": "array", "items": _object(
+             object_schema({"rules": {"type": "array", "items": object_schema(
                         {"action": {"enum": list(_ACTIONS)}, **MATCH_SCHEMA_PROPERTIES}, ("action",))},
                       "default": {"enum": list(_ACTIONS)}}),
              _parse_firewall, _body_firewall),
     Function("rate-limiter", "passes up to a rate (pps or bps), drops the excess", True,
-             {"oneOf": [_object({"pps": _RATE_SCHEMA}, ("pps",)), _object({"bps": _RATE_SCHEMA}, ("bps",))]},
+             {"oneOf": [object_schema({"pps": _RATE_SCHEMA}, ("pps",)), object_schema({"bps": _RATE_SCHEMA}, ("bps",))]},
              _parse_rate_limiter, _body_rate_limiter),
     Function("nat", "source NAT of TCP and UDP to one address and a port range (other protocols dropped)", True,
-             _object({"address": {"type": "string", "pattern": r"^\d{1,3}(\.\d{1,3}){3}$"},
+             object_schema({"address": {"type": "string", "pattern": r"^\d{1,3}(\.\d{1,3}){3}$"},
                       "ports": _PORTS_SCHEMA}, ("address",)),
              _parse_nat, _body_nat),
     Function("ids", "drops and counts packets matching signatures (addresses, protocols, ports)", True,
-             _object({"signatures": {"type": "array", "minItems": 1, "items": {
-                 **_object({"name": _NAME_SCHEMA, **MATCH_SCHEMA_PROPERTIES}, ("name",)), "minProperties": 2}}},
+             object_schema({"signatures": {"type": "array", "minItems": 1, "items": {
+                 **object_schema({"name": _NAME_SCHEMA, **MATCH_SCHEMA_PROPERTIES}, ("name",)), "minProperties": 2}}},
                      ("signatures",)),
              _parse_ids, _body_ids),
 )}

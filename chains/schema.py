@@ -10,25 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from chains import loader
-from chains.catalog import CATALOG, MATCH_SCHEMA_PROPERTIES
+from chains.catalog import CATALOG, MATCH_SCHEMA_PROPERTIES, object_schema
 from chains.fields import DNS_LABEL
 
 _NAME = {"type": "string", "pattern": DNS_LABEL.pattern, "maxLength": 63,
          "description": "a lowercase DNS label: a-z, 0-9 and '-', not at either end"}
 
 
-def _object(properties: dict[str, Any], required: tuple[str, ...] = (), description: str = "") -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        schema["required"] = list(required)
-    if description:
-        schema["description"] = description
-    return schema
-
-
 def json_schema() -> dict[str, Any]:
     """The schema as a JSON-ready dict."""
-    scaling = _object({
+    scaling = object_schema({
         "min": {"type": "integer", "minimum": 1, "maximum": loader.MAX_INSTANCES},
         "max": {"type": "integer", "minimum": 1, "maximum": loader.MAX_INSTANCES},
         "metric": {"enum": list(loader.METRICS)},
@@ -39,7 +30,7 @@ def json_schema() -> dict[str, Any]:
                      "description": "time between scaling decisions, e.g. \"5s\""},
     }, description="how many instances serve the hop, and when to add or remove one")
     function_names = [*CATALOG]
-    hop = _object({
+    hop = object_schema({
         "name": _NAME,
         "function": {"type": "string", "description": "a catalog function (" + ", ".join(function_names)
                      + ") or one defined under functions:"},
@@ -52,11 +43,11 @@ def json_schema() -> dict[str, Any]:
          "then": {"properties": {"params": {"anyOf": [{"type": "null"}, entry.params_schema]}}}}
         for name, entry in CATALOG.items()
     ]
-    chain = _object({
+    chain = object_schema({
         "name": _NAME,
         "description": {"type": "string"},
-        "classifier": _object(dict(MATCH_SCHEMA_PROPERTIES),
-                              description="which packets enter the chain; ports only with tcp or udp"),
+        "classifier": object_schema(MATCH_SCHEMA_PROPERTIES,
+                                    description="which packets enter the chain; ports only with tcp or udp"),
         "hops": {"type": "array", "minItems": 1, "items": hop},
         "symmetric": {"type": "boolean", "default": False,
                       "description": "replies cross the same instances in reverse order"},
@@ -64,7 +55,7 @@ def json_schema() -> dict[str, Any]:
         "on_failure": {"enum": list(loader.ON_FAILURE), "default": "open",
                        "description": "open: bypass a hop that is not ready; closed: drop"},
     }, ("name", "classifier", "hops"))
-    function = _object({
+    function = object_schema({
         "click": {"type": "string", "description": "a raw Click config; $INSTANCE_MAC, $INSTANCE_MAC_HEX "
                   "and $UPLINK_MAC are filled in"},
         "description": {"type": "string"},
@@ -73,7 +64,7 @@ def json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://clicksteer.example/schemas/chains.json",
         "title": "ClickSteer chain document",
-        **_object({
+        **object_schema({
             "chains": {"type": "array", "items": chain},
             "functions": {"type": "object", "propertyNames": _NAME, "additionalProperties": function,
                           "description": "custom middlebox functions, by name"},
