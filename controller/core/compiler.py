@@ -473,18 +473,18 @@ class _ChainCompiler:
         # chain is taking over must not be dropped meanwhile).
         rank = self.rank_drop if first is None and goto is None else self.rank_return + len(d.stages)
         cookie = cookies.cookie(cid)
+        # Going forward the source host's own address picks the instance; coming back, the
+        # masked destination (the client) does, the same for every host.
+        slot_mask = (1 << _bits(n)) - 1
+        reverse_choices = [] if d.forward else [(v, slot % n) for slot in range(1 << bits)
+                                                if (v := _masked_ip(d.dst, slot, bits)) is not False]
         for host in d.src_hosts:
             ip = self.fabric.ip[host.name]
             dpid = self.dpid[host.switch]
-            if d.forward:
-                slot = int(host.ip.ip) & ((1 << _bits(n)) - 1)
-                choices = [(dst, slot % n)]
-            else:
-                choices = [(v, slot % n) for slot in range(1 << bits)
-                           if (v := _masked_ip(d.dst, slot, bits)) is not False]
+            choices = [(dst, (int(host.ip.ip) & slot_mask) % n)] if d.forward else reverse_choices
+            head = (("eth_type", ETH_IP), ("in_port", host.port))
             for dst_value, which in choices:
                 actions = () if first is None else self._steer(host.switch, host.port, first[which])
-                head = (("eth_type", ETH_IP), ("in_port", host.port))
                 addresses: Items = (("ipv4_src", ip),) if dst_value is None else \
                     (("ipv4_dst", dst_value), ("ipv4_src", ip))
                 for proto, ports in d.l4:
