@@ -126,6 +126,7 @@ def boot_sizes(ovs: OVS, tag: str, pool_size: int) -> tuple[dict[int, dict[str, 
         for size in SIZES:
             samples: list[float] = []
             steps: dict[str, list[float]] = {}
+            forwarded = 0   # over every round, like all_forward
             for _ in range(ROUNDS_AT_ONE if size == 1 else 1):
                 ids = []
                 for _ in range(size):
@@ -149,14 +150,14 @@ def boot_sizes(ovs: OVS, tag: str, pool_size: int) -> tuple[dict[int, dict[str, 
                                if int(client.read_handler(i, "count_out", "count")) == 0]
                     if not waiting:
                         break
-                forwarded = len(ids) - len(waiting)
+                forwarded += len(ids) - len(waiting)
                 all_forward &= not waiting
                 for instance_id, _ in ids:
                     client.delete_instance(instance_id)
             results[size] = {"p50": statistics.median(samples), "p95": percentile(samples, 0.95)}
             breakdown = ", ".join(f"{s} {statistics.median(v):.1f}" for s, v in steps.items())
             print(f"  {size:4d} instances: boot p50 {results[size]['p50']:.1f} ms, p95 {results[size]['p95']:.1f} ms "
-                  f"({len(samples)} boots; step p50s ms: {breakdown}); forwarding {forwarded}/{size}")
+                  f"({len(samples)} boots; step p50s ms: {breakdown}); forwarding {forwarded}/{len(samples)}")
     finally:
         probe.close()
         server.stop()
