@@ -127,7 +127,6 @@ def _compile_match(flow: Flow) -> tuple[tuple[str, int, int], ...]:
 class _Entry:
     flow: Flow
     compiled: tuple[tuple[str, int, int], ...]
-    packets: int = 0
 
 
 class FakeSwitch:
@@ -173,7 +172,7 @@ class FakeSwitch:
             table[key] = _Entry(flow, _compile_match(flow))
         elif mod.command == "modify_strict":
             old = table.get(key)
-            if old is not None:   # the cookie and the counters stay
+            if old is not None:   # the cookie stays
                 old.flow = Flow(flow.dpid, flow.table_id, flow.priority, flow.match, flow.actions,
                                 flow.goto_table, old.flow.cookie)
         else:
@@ -233,7 +232,6 @@ class FakeSwitch:
             entry = self.lookup(table_id, pkt, choose)
             if entry is None:
                 break
-            entry.packets += 1
             self._run(entry.flow.actions, pkt, out)
             table_id = entry.flow.goto_table
         return out
