@@ -29,7 +29,7 @@ from chains.errors import ConfigError, Problem
 from clickos_agent.click.args import split_config
 from clickos_agent.click.element import ArgError, Element, NameScope, configure_order
 from clickos_agent.click.graph import ElementDecl, RouterGraph
-from clickos_agent.click.parser import parse_collect
+from clickos_agent.click.parser import default_registry, parse_collect
 
 PUSH, PULL, AGNOSTIC = "h", "l", "a"
 _MANY = 1 << 30         # "no upper bound" in a port count
@@ -144,12 +144,6 @@ def flows(flow_code: str | None, in_port: int, nout: int) -> list[int]:
 
 
 # ---------------------------------------------------------------- the checker
-
-def _default_registry() -> Mapping[str, type[Element]]:
-    import clickos_agent.click.elements  # noqa: F401  (registers every element class)
-    from clickos_agent.click.element import ELEMENTS
-    return ELEMENTS
-
 
 class _Checker:
     def __init__(self, graph: RouterGraph, registry: Mapping[str, type[Element]]) -> None:
@@ -309,7 +303,7 @@ def check(text: str, filename: str = "<config>",
 
     ``registry`` maps class names to element classes (default: the catalog).
     """
-    registry = _default_registry() if registry is None else registry
+    registry = default_registry() if registry is None else registry
     graph, errors, warnings = parse_collect(text, filename, registry.keys())
     result = CheckResult(graph, errors, warnings)
     if errors:

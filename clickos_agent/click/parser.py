@@ -13,12 +13,12 @@ all of them are collected before ``parse`` raises one ConfigError.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from chains.errors import ConfigError, Problem
 from clickos_agent.click.args import keyword_of, parse_int, split_config, split_words
-from clickos_agent.click.element import ArgError
+from clickos_agent.click.element import ArgError, Element
 from clickos_agent.click.graph import Connection, ElementDecl, RouterGraph
 
 MAX_DEPTH = 50          # Click's limit on compound and group nesting
@@ -1393,17 +1393,17 @@ def _signatures(etype: _Type) -> list[str]:
 
 # ---------------------------------------------------------------- entry points
 
-def default_classes() -> Collection[str]:
-    """Class names of the element catalog (imported on first use)."""
+def default_registry() -> Mapping[str, type[Element]]:
+    """The element catalog, class name -> class (imported on first use)."""
     import clickos_agent.click.elements  # noqa: F401  (registers every element class)
     from clickos_agent.click.element import ELEMENTS
-    return ELEMENTS.keys()
+    return ELEMENTS
 
 
 def parse_collect(text: str, filename: str = "<config>", classes: Collection[str] | None = None
                   ) -> tuple[RouterGraph, list[Problem], list[Problem]]:
     """Parse and flatten; returns the graph with every error and warning found."""
-    parser = Parser(text, filename, default_classes() if classes is None else classes)
+    parser = Parser(text, filename, default_registry().keys() if classes is None else classes)
     parser.parse()
     top = parser.top
     env = _Env(None)
