@@ -14,8 +14,8 @@ and the instance's sequence number (``csi-<tag>-<seq>``), and the state file
 says which instances are live.  An agent restarted at any moment re-adopts the
 live ones, releases those that died, and sweeps every tagged resource that no
 live instance owns (say, one created just before a crash, before the table
-was saved); it never touches anything else.  So the table is saved (fsync +
-rename) once per boot, when the instance is running or failed and before the
+was saved); it never touches anything else.  So the table is saved (atomically,
+by rename) once per boot, when the instance is running or failed and before the
 answer goes out, and once per delete: the only disk waits on the boot path.
 """
 
@@ -214,16 +214,8 @@ def click_validator(text: str, filename: str) -> list[dict[str, Any]]:
     """Errors of a Click configuration as the Click toolkit reports them (empty: valid)."""
     from clickos_agent.click.check import check  # imported late: the toolkit is heavy and optional in tests
 
-    result = check(text, filename)
-    if result.ok:
-        return []
-    return [_problem_json(p) for p in result.errors]
-
-
-def _problem_json(problem: Any) -> dict[str, Any]:
-    """A toolkit Problem as JSON, with its one-line ``file:line:col: message`` text."""
-    fields = problem.as_dict() if hasattr(problem, "as_dict") else {"message": str(problem)}
-    return {**fields, "text": str(problem)}
+    # Each error as JSON, with its one-line ``file:line:col: message`` text.
+    return [{**problem.as_dict(), "text": str(problem)} for problem in check(text, filename).errors]
 
 
 class Agent:
