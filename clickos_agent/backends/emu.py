@@ -66,6 +66,11 @@ def ofport_for(seq: int, index: int) -> int:
     return FIRST_OFPORT + (seq % 8000) * MAX_INTERFACES + index
 
 
+def del_ports_args(bridge: str, ports: list[str]) -> list[str]:
+    """ovs-vsctl arguments removing ``ports`` from ``bridge`` in one transaction (absent ones are fine)."""
+    return [arg for port in ports for arg in ("--", "--if-exists", "del-port", bridge, port)]
+
+
 # -- processes ----------------------------------------------------------------
 
 def netns_inode(path: str) -> int | None:
@@ -465,11 +470,8 @@ class EmuBackend:
         stop_netns_processes(ns)
         errors = []
         try:
-            args: list[str] = []
-            for port in ports:
-                args += ["--", "--if-exists", "del-port", self.bridge, port]
-            if args:
-                self.ovs.vsctl(*args)
+            if ports:
+                self.ovs.vsctl(*del_ports_args(self.bridge, ports))
         except OVSError as exc:
             errors.append(str(exc))
         # The root-namespace ends first (each takes its peer along): deleting a namespace
@@ -508,8 +510,8 @@ class EmuBackend:
                      if p.startswith(link_prefixes) and p not in kept_ports]
         except OVSError:
             ports = []
-        for port in ports:
-            self.ovs.vsctl("--if-exists", "del-port", self.bridge, port)
+        if ports:
+            self.ovs.vsctl(*del_ports_args(self.bridge, ports))
         removed += [f"port {port}" for port in ports]
         _forced_batch([netns.del_netns_cmd(ns) for ns in orphan_ns])
         removed += [f"netns {ns}" for ns in orphan_ns]
