@@ -99,7 +99,7 @@ def main() -> int:
     finally:
         for chain in posted:
             client.call("DELETE", f"/v1/chains/{chain.name}")
-        testbed.release_instances(topology)    # agents keep instances across restarts: leave none behind
+        testbed.release_instances(c.agent for c in topology.computes)  # agents keep instances across restarts: leave none behind
         for child in reversed(children):
             child.stop()
         if (work / "fabric" / emulator.STATE_FILE).exists():

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from controller import testbed
-from controller.client import ApiError, ControllerClient
+from controller.client import ControllerClient
 from controller.commands import table
 from controller.core.compiler import virtual_mac
 from topologies import emulator
@@ -397,7 +397,7 @@ class Stage:
 
     def close(self) -> None:
         """Delete every instance at its agent (agents leave theirs running when they stop), stop the children."""
-        testbed.release_instances(self.topology)
+        testbed.release_instances(c.agent for c in self.topology.computes)
         for child in reversed(self.children):
             child.stop()
 
@@ -747,13 +747,7 @@ def stop_kept() -> int:
         print(f"clicksteer demo: no kept demo ({path} does not exist)")
         return 0
     record = json.loads(path.read_text())
-    for address in record["agents"]:
-        agent = ControllerClient(address)
-        try:
-            for inst in agent.ok("GET", "/v1/instances")["instances"]:
-                agent.call("DELETE", f"/v1/instances/{inst['id']}")
-        except ApiError:
-            pass      # that agent is gone already
+    testbed.release_instances(record["agents"])
     for pid in reversed(record["pids"]):
         try:
             os.kill(pid, signal.SIGTERM)

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from controller.client import ApiError, ControllerClient
@@ -116,10 +116,10 @@ def wait_switches(api: ControllerClient, expected: int, progress: Callable[[str]
         time.sleep(0.05)
 
 
-def release_instances(topology: Topology) -> None:
-    """Delete every instance at every agent of ``topology`` (agents leave theirs running when they stop)."""
-    for compute in topology.computes:
-        agent = ControllerClient(compute.agent)
+def release_instances(agents: Iterable[str]) -> None:
+    """Delete every instance at every agent ("HOST:PORT"; agents leave theirs running when they stop)."""
+    for address in agents:
+        agent = ControllerClient(address)
         try:
             for inst in agent.ok("GET", "/v1/instances")["instances"]:
                 agent.call("DELETE", f"/v1/instances/{inst['id']}")

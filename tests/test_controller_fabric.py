@@ -81,7 +81,7 @@ def bed(fabric: Any, tmp_path: Path) -> Iterator[Bed]:
 
         yield Bed(state, client, topology, children, restart)
     finally:
-        testbed.release_instances(topology)
+        testbed.release_instances(c.agent for c in topology.computes)
         if server is not None:
             server.terminate()
             server.wait()
