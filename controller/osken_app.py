@@ -58,10 +58,11 @@ from controller.core.ofmsg import (
     PopMpls,
     PushMpls,
     SetField,
+    dpid_of,
     match,
 )
 from controller import lldp, ofwire
-from controller.southbound import SendResult, SwitchError, dpid_of, phases
+from controller.southbound import SendResult, SwitchError, phases
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ from controller.core import cookies
 from controller.core.compiler import Desired, compile_fabric
 from controller.core.diff import diff, resync
 from controller.core.errors import PlanError
-from controller.core.ofmsg import FlowMod, GroupMod, Message
+from controller.core.ofmsg import FlowMod, GroupMod, Message, dpid_of
 from controller.core.placement import InstanceSpec, Placement, place
-from controller.southbound import SendResult, Southbound, dpid_of
+from controller.southbound import SendResult, Southbound
 from topologies.model import Link, Topology
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from controller.core.ofmsg import Barrier, FlowMod, GroupMod, Message
+from controller.core.ofmsg import Barrier, Message, dpid_of
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,6 @@ class SendResult:
 class Southbound(Protocol):
     def send(self, messages: Sequence[Message]) -> SendResult:
         """Send in order, waiting at each run of Barriers; confirm the end with barriers."""
-
-
-def dpid_of(message: Message) -> int:
-    if isinstance(message, FlowMod):
-        return message.flow.dpid
-    if isinstance(message, GroupMod):
-        return message.group.dpid
-    return message.dpid
 
 
 def phases(messages: Sequence[Message]) -> list[tuple[list[Message], set[int]]]:

@@ -50,7 +50,7 @@ from controller.core.ofmsg import (OFPG_ALL, OFPP_IN_PORT, OFPTT_ALL, Barrier, D
                                    FlowMod, Group, GroupAction, GroupMod, Message, Output, PopMpls, PushMpls,
                                    SetField)
 from controller.core.placement import InstanceSpec
-from controller.southbound import dpid_of
+from controller.core.ofmsg import dpid_of
 from topologies.model import Topology
 
 ETH_IP, ETH_ARP, ETH_MPLS, ETH_MPLS_MC, ETH_IPV6 = 0x0800, 0x0806, 0x8847, 0x8848, 0x86DD

@@ -18,7 +18,8 @@ from chains.loader import load_chains
 from controller.agents import AgentError
 from controller.core.ofmsg import Barrier, DeleteFlows, FlowMod, GroupMod, Message, SetField
 from controller.service import DRAIN_GRACE_S, DRAIN_POLL_S, DRAIN_READS, ChainService, Conflict, NotFound
-from controller.southbound import SendResult, SwitchError, dpid_of, phases
+from controller.core.ofmsg import dpid_of
+from controller.southbound import SendResult, SwitchError, phases
 from topologies.loader import load_topology
 
 TOPO = Path(__file__).resolve().parent.parent / "topologies" / "leaf-spine.yaml"

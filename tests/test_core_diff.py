@@ -22,7 +22,7 @@ from controller.core.diff import diff, resync
 from controller.core.errors import PlanError
 from controller.core.ofmsg import Barrier, DeleteFlows, Flow, FlowMod, GroupMod, Output, match
 from controller.core.placement import InstanceSpec, place
-from controller.southbound import dpid_of
+from controller.core.ofmsg import dpid_of
 from fake_openflow import FakeFabric, phases
 from topologies.model import Topology
 from test_core_steering import (Scenario, _block, check_all, classify, installed, make_topology, plan, probes,

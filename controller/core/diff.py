@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from controller.core import cookies
 from controller.core.compiler import Desired
 from controller.core.gcpause import gc_paused
-from controller.core.ofmsg import (Barrier, DeleteFlows, DeleteGroups, FlowMod, GroupMod, Message)
+from controller.core.ofmsg import Barrier, DeleteFlows, DeleteGroups, FlowMod, GroupMod, Message, dpid_of
 
 
 def diff(installed: Desired, desired: Desired) -> list[Message]:
@@ -85,5 +85,5 @@ def _phase(out: list[Message], messages: Iterable[FlowMod | GroupMod]) -> None:
     touched: set[int] = set()
     for message in messages:
         out.append(message)
-        touched.add(message.flow.dpid if isinstance(message, FlowMod) else message.group.dpid)
+        touched.add(dpid_of(message))
     out.extend(Barrier(dpid) for dpid in sorted(touched))

@@ -129,6 +129,15 @@ class DeleteGroups:
 Message = Union[FlowMod, GroupMod, Barrier, DeleteFlows, DeleteGroups]
 
 
+def dpid_of(message: Message) -> int:
+    """The switch a message goes to."""
+    if isinstance(message, FlowMod):
+        return message.flow.dpid
+    if isinstance(message, GroupMod):
+        return message.group.dpid
+    return message.dpid
+
+
 def match(**fields: MatchValue) -> tuple[tuple[str, MatchValue], ...]:
     """A match in canonical form (sorted), so equal matches compare equal."""
     return tuple(sorted(fields.items()))
