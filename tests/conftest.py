@@ -30,10 +30,6 @@ from topologies.model import Topology
 from topologies.ovs import OVS
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: takes several seconds (deselect with -m 'not slow')")
-
-
 def ovs_missing() -> str | None:
     """Why integration tests cannot run here, or None when they can."""
     if os.geteuid() != 0:
