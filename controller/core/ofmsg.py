@@ -7,8 +7,14 @@ into ``ovs-ofctl`` lines, and the tests feed them to a fake flow table.
 Match fields and set-field names are the OXM names os-ken uses (``in_port``,
 ``eth_src``, ``eth_dst``, ``eth_type``, ``ipv4_src``, ``ipv4_dst``,
 ``ip_proto``, ``tcp_src``, ``tcp_dst``, ``udp_src``, ``udp_dst``,
-``mpls_label``, ``arp_tpa``, ...).  A masked value is a ``(value, mask)``
-tuple; addresses are strings ("10.0.0.1", "02:00:00:00:00:01").
+``mpls_label``, ``arp_tpa``, ...), plus Open vSwitch's registers ``reg0`` to
+``reg7`` (32 bits each).  A masked value is a ``(value, mask)`` tuple;
+addresses are strings ("10.0.0.1", "02:00:00:00:00:01").
+
+Three actions are Open vSwitch (Nicira) extensions, used only to spread an
+autoscaled hop's flows over its instances and pin each flow to the one it
+started on (see controller/core/compiler.py): ``Resubmit``, ``Multipath``
+and ``Learn``.
 """
 
 from __future__ import annotations
@@ -49,7 +55,50 @@ class PopMpls:
     ethertype: int = 0x0800        # the ethertype of what the label carried
 
 
-Action = Union[Output, GroupAction, SetField, PushMpls, PopMpls]
+@dataclass(frozen=True)
+class Resubmit:
+    """OVS extension: look the packet up in ``table_id``, run that flow's actions, then go on here."""
+
+    table_id: int
+
+
+@dataclass(frozen=True)
+class Multipath:
+    """OVS extension: register ``dst`` := a link in 0..n_links-1, chosen per flow.
+
+    The hash covers the IPv4 addresses, the IP protocol and the TCP or UDP
+    ports, symmetrically (OVS fields ``symmetric_l3l4+udp``), so both
+    directions of a flow choose the same link; the algorithm is highest
+    random weight (``hrw``), so adding a link moves as few flows as possible.
+    The link number goes in the register's low 16 bits.
+    """
+
+    n_links: int
+    dst: str                       # a register: "reg0" .. "reg7"
+    basis: int = 0
+
+
+@dataclass(frozen=True)
+class Learn:
+    """OVS extension: add (or refresh) a flow in ``table_id`` for packets like this one.
+
+    The learned flow matches each field of ``copy`` with this packet's value
+    of it (register values included), and its actions load each constant of
+    ``load`` into its field (the whole field).  It expires after
+    ``idle_timeout`` seconds without packets, or ``fin_idle_timeout`` once a
+    TCP FIN or RST was seen (0: no such rule).
+    """
+
+    table_id: int
+    priority: int
+    cookie: int
+    idle_timeout: int
+    copy: tuple[str, ...]                      # match field names, prerequisites first
+    load: tuple[tuple[str, int], ...]          # (field, constant) per action of the learned flow
+    fin_idle_timeout: int = 0
+
+
+Action = Union[Output, GroupAction, SetField, PushMpls, PopMpls, Resubmit, Multipath, Learn]
 
 
 @dataclass(frozen=True)
