@@ -32,6 +32,14 @@ REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "
 MAX_BODY = 4 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class TextBody:
+    """A response that is not JSON (e.g. Prometheus metrics): served as is."""
+
+    text: str
+    content_type: str = "text/plain; charset=utf-8"
+
+
 class HttpError(Exception):
     """An error answer: status, message, and optionally the field at fault and details."""
 
@@ -160,9 +168,13 @@ class JsonApi:
                               _parse_query(environ.get("QUERY_STRING", "")), headers,
                               environ["wsgi.input"].read(length) if length else b"")
             status, body = self._answer(request)
-        payload = b"" if status == 204 else (json.dumps(body, indent=1) + "\n").encode()
+        content_type = "application/json"
+        if isinstance(body, TextBody):
+            payload, content_type = body.text.encode(), body.content_type
+        else:
+            payload = b"" if status == 204 else (json.dumps(body, indent=1) + "\n").encode()
         start_response(f"{status} {REASONS.get(status, '')}",
-                       [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+                       [("Content-Type", content_type), ("Content-Length", str(len(payload)))])
         return [payload]
 
 

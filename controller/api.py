@@ -2,12 +2,14 @@
 
     GET    /v1/chains                 every chain with its state
     POST   /v1/chains[?wait=S]        add the chains of a document (YAML or JSON)
-    GET    /v1/chains/{name}          state, placement, path, per-hop counters
+    GET    /v1/chains/{name}          state, placement, path, per-hop counters and rates
+    GET    /v1/chains/{name}/events   its scaling events (decisions, boots, drains, releases)
     PUT    /v1/chains/{name}[?wait=S] create or replace one chain, without dropping traffic
     DELETE /v1/chains/{name}          remove it (normal forwarding first, then its instances)
     GET    /v1/topology               the fabric, and which switches are connected
     GET    /v1/instances              every instance and its state
     GET    /v1/health                 switches connected vs expected, chains by state
+    GET    /v1/metrics                rates, instance counts, events, port counters (Prometheus text)
     GET    /v1/openapi.json           the OpenAPI 3 description of all of it
 
 ``?wait=SECONDS`` on POST/PUT answers once the chains are active (or in
@@ -21,7 +23,7 @@ from typing import Any
 from chains.errors import ConfigError
 from chains.loader import chainset_from_data, load_chains
 from chains.model import ChainSet
-from clickos_agent.httpapi import HttpError, JsonApi, Request
+from clickos_agent.httpapi import HttpError, JsonApi, Request, TextBody
 from controller.openapi import document
 from controller.service import ChainService, Conflict, NotFound
 
@@ -86,6 +88,15 @@ def build_api(service: ChainService, token: str | None = None) -> JsonApi:
     def show(request: Request) -> Any:
         counters = request.query.get("counters", "1") not in ("0", "false", "no")
         return mutate(lambda: service.chain_view(request.params["name"], counters=counters))
+
+    @api.route("GET", "/v1/chains/{name}/events")
+    def events(request: Request) -> Any:
+        name = request.params["name"]
+        return mutate(lambda: {"name": name, "events": service.events_view(name)})
+
+    @api.route("GET", "/v1/metrics")
+    def metrics(request: Request) -> Any:
+        return TextBody(service.metrics_text(), "text/plain; version=0.0.4; charset=utf-8")
 
     @api.route("PUT", "/v1/chains/{name}")
     def replace(request: Request) -> Any:

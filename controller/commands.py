@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="bearer token that mutating API calls must carry (env CLICKSTEER_TOKEN_FILE)")
     ctl.add_argument("--agent-token-file", default=os.environ.get("CLICKSTEER_AGENT_TOKEN_FILE"),
                      help="bearer token for the agents (env CLICKSTEER_AGENT_TOKEN_FILE)")
+    ctl.add_argument("--poll-interval", type=float, default=1.0, metavar="SECONDS",
+                     help="OpenFlow statistics are polled this often; they drive automatic scaling (default 1)")
+    ctl.add_argument("--drain-timeout", type=float, default=60.0, metavar="SECONDS",
+                     help="an instance being scaled in is released after this long even if its flows go on "
+                          "(default 60)")
     ctl.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     ctl.set_defaults(func=run_controller)
 
@@ -60,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show = sub.add_parser("show", parents=[client], help="one chain: instances, path, counters")
     show.add_argument("name", metavar="NAME")
     show.set_defaults(func=_client(_show))
+    events = sub.add_parser("events", parents=[client], help="one chain's scaling events")
+    events.add_argument("name", metavar="NAME")
+    events.set_defaults(func=_client(_events))
     delete = sub.add_parser("delete", parents=[client], help="remove a chain and release its instances")
     delete.add_argument("name", metavar="NAME")
     delete.set_defaults(func=_client(_delete))
@@ -98,7 +107,10 @@ def run_controller(args: argparse.Namespace) -> int:
         topology = load_topology(args.topology)
         token = read_token(args.token_file)
         agent_token = read_token(args.agent_token_file)
-        service = ChainService(topology, agents=lambda address: HttpAgentClient(address, agent_token))
+        if args.poll_interval <= 0 or args.drain_timeout < 0:
+            raise ValueError("--poll-interval must be positive and --drain-timeout not negative")
+        service = ChainService(topology, agents=lambda address: HttpAgentClient(address, agent_token),
+                               drain_timeout=args.drain_timeout)
         if args.chains:
             with open(args.chains, encoding="utf-8") as handle:
                 service.create(load_chains(handle.read(), args.chains), args.chains)
@@ -113,6 +125,8 @@ def run_controller(args: argparse.Namespace) -> int:
     from controller import osken_app   # the one module that imports os-ken
     app = osken_app.start(service, of_host, of_port)
     service.attach(app)
+    from controller.poller import StatsPoller
+    StatsPoller(service, app, args.poll_interval).start()
     server.start()
     print(f"clicksteer controller: topology {topology.name} ({len(topology.switches)} switches), "
           f"OpenFlow on {of_host}:{of_port}, API on http://{server.address}", flush=True)
@@ -192,9 +206,22 @@ def _show(client: ControllerClient, args: argparse.Namespace) -> int:
     for hop in chain["hops"]:
         for inst in hop["instances"]:
             counters = inst.get("counters", {})
-            rows.append((hop["name"], hop["function"], inst["id"], inst["compute"], inst["state"],
-                         *(counters.get(e, {}).get("packets", "-") for e in ("count_in", "count_out", "count_drop"))))
-    print(table(("HOP", "FUNCTION", "INSTANCE", "COMPUTE", "STATE", "IN", "OUT", "DROP"), rows))
+            rates = inst.get("rates") or {}
+            pps = "-" if rates.get("in_pps") is None else f"{rates['in_pps']:.0f}"
+            state = inst["state"] + (" (draining)" if inst.get("draining") else "")
+            rows.append((hop["name"], hop["function"], inst["id"], inst["compute"], state,
+                         *(counters.get(e, {}).get("packets", "-") for e in ("count_in", "count_out", "count_drop")),
+                         pps))
+    print(table(("HOP", "FUNCTION", "INSTANCE", "COMPUTE", "STATE", "IN", "OUT", "DROP", "PPS"), rows))
+    return 0
+
+
+def _events(client: ControllerClient, args: argparse.Namespace) -> int:
+    events = client.ok("GET", f"/v1/chains/{args.name}/events")["events"]
+    rows = [(time.strftime("%H:%M:%S", time.localtime(e["time"])) + f".{int(e['time'] * 1000) % 1000:03d}",
+             e["hop"], e["action"], f"{e['instances']}->{e['target']}" if "target" in e else "",
+             e["instance"], e["reason"]) for e in events]
+    print(table(("TIME", "HOP", "ACTION", "INSTANCES", "INSTANCE", "REASON"), rows))
     return 0
 
 

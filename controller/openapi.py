@@ -58,7 +58,26 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"id": {"type": "string"}, "compute": {"type": "string"}, "mac": {"type": "string"},
                        "label": {"type": "integer"}, "state": {"type": "string"}, "reason": {"type": "string"},
                        "counters": {"type": "object", "additionalProperties": _ref("Counter"),
-                                    "description": "count_in, count_out, count_drop of the instance"}},
+                                    "description": "count_in, count_out, count_drop of the instance"},
+                       "draining": {"type": "boolean",
+                                    "description": "being scaled in: gets no new flows, keeps its own"},
+                       "rates": {"allOf": [_ref("Rates")], "nullable": True}},
+    },
+    "Rates": {
+        "type": "object",
+        "description": "from the last round of OpenFlow statistics; null: unknown",
+        "properties": {f: {"type": "number", "nullable": True}
+                       for f in ("in_pps", "in_bps", "out_pps", "out_bps")},
+    },
+    "Event": {
+        "type": "object",
+        "properties": {"time": {"type": "number"}, "chain": {"type": "string"}, "hop": {"type": "string"},
+                       "action": {"type": "string", "enum": ["scale-out", "scale-out-failed", "scale-in",
+                                                             "scale-in-cancelled", "instance-running",
+                                                             "instance-failed", "instance-released"]},
+                       "instance": {"type": "string"}, "reason": {"type": "string"},
+                       "instances": {"type": "integer"}, "target": {"type": "integer"},
+                       "rate": {"type": "number"}, "per_instance": {"type": "number"}},
     },
     "Chain": {
         "type": "object",
@@ -70,6 +89,10 @@ SCHEMAS: dict[str, Any] = {
             "hops": {"type": "array", "items": {
                 "type": "object",
                 "properties": {"name": {"type": "string"}, "function": {"type": "string"},
+                               "scaling": {"type": "object", "description": "the hop's policy, and whether "
+                                           "it is autoscaled (max > min)"},
+                               "rates": {"type": "object", "description": "in_pps, in_bps summed over its "
+                                         "running instances (null: unknown)"},
                                "instances": {"type": "array", "items": _ref("HopInstance")}}}},
             "path": {"type": "array", "items": {"type": "string"},
                      "description": "host, switches and instances the forward traffic crosses, in order"},
@@ -155,6 +178,17 @@ def document() -> dict[str, Any]:
                            "responses": {"200": _json({"type": "object"}, "deleted"),
                                          "401": _ERROR, "404": _ERROR}},
             },
+            "/v1/chains/{name}/events": {
+                "parameters": [_NAME],
+                "get": {"summary": "the chain's scaling events, oldest first", "operationId": "getChainEvents",
+                        "responses": {"200": _json({"type": "object", "properties": {
+                            "name": {"type": "string"}, "events": {"type": "array", "items": _ref("Event")}}},
+                            "the events"), "404": _ERROR}}},
+            "/v1/metrics": {
+                "get": {"summary": "rates, instance counts, scaling events and port counters",
+                        "operationId": "metrics",
+                        "responses": {"200": {"description": "Prometheus text exposition format 0.0.4",
+                                              "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/v1/topology": {
                 "get": {"summary": "the fabric and which switches are connected", "operationId": "getTopology",
                         "responses": {"200": _json(_ref("Topology"), "the topology")}}},

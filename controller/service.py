@@ -12,6 +12,16 @@ or ``error`` with the reason (a failed instance, a switch that refused one of
 its flows).  A replaced chain keeps its old version (chain and instances)
 serving until every instance of the new one runs: make before break.  An
 instance that traffic no longer goes to is released only once drained.
+
+Automatic scaling: ``observe`` takes each round of OpenFlow statistics (the
+poller in controller/poller.py calls it), keeps the rates for the views and
+asks the pure scaler (controller/core/scaler.py) about every autoscaled hop.
+Scaling out raises the hop's count and re-plans: the new instance boots and
+is picked for new flows once it runs.  Scaling in first *drains* the hop's
+highest-index instance (no new flows; pinned ones stay, see the compiler), and
+releases it once no packet went to it for ``DRAIN_QUIET_S`` or after
+``drain_timeout``.  Every decision and its outcome is an event
+(``events_view``).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -31,7 +42,10 @@ from chains.loader import find_overlaps
 from chains.model import Chain, ChainSet, CustomFunction
 from controller.agents import AgentClient, AgentError
 from controller.core import cookies
-from controller.core.compiler import Desired, compile_fabric
+from controller.core.compiler import Desired, compile_fabric, is_autoscaled, pin_cleanup
+from controller.core.metrics import Family, render
+from controller.core.scaler import Decision, Scaler
+from controller.core.stats import Rates
 from controller.core.diff import diff, resync
 from controller.core.errors import PlanError
 from controller.core.ofmsg import FlowMod, GroupMod, Message, dpid_of
@@ -50,6 +64,10 @@ PROBE_TIMEOUT_S = 1.0
 DRAIN_POLL_S = 0.05          # between two reads of its counters
 DRAIN_READS = 60             # at most (about 3 s): an instance that keeps counting is released anyway
 DRAIN_GRACE_S = 0.5          # the wait instead, when its counters cannot be read
+# Scaling in: an instance that gets no new flows is released once no packet went to it for this long.
+DRAIN_QUIET_S = 1.0
+DRAIN_TIMEOUT_S = 60.0       # ... or after this long anyway (its remaining flows pick another instance)
+MAX_EVENTS = 1000            # kept per chain
 
 
 class NotFound(Exception):
@@ -94,6 +112,14 @@ class _Plan:
     changed: set[str]                # running instances retired because their config changes
 
 
+@dataclass
+class _Drain:
+    """An instance being scaled in: since when it gets no new flows, and since when no packet at all."""
+
+    since: float
+    quiet_since: float | None = None
+
+
 @dataclass(frozen=True)
 class _Version:
     """A replaced chain as it was: it keeps the traffic until every instance of the new one runs."""
@@ -108,7 +134,7 @@ class _Version:
 class ChainService:
     def __init__(self, topology: Topology, agents: Callable[[str], AgentClient],
                  southbound: Southbound | None = None, now: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, drain_timeout: float = DRAIN_TIMEOUT_S) -> None:
         self.topology = topology
         self.agents = agents           # compute host's agent address -> client
         self.southbound = southbound
@@ -123,6 +149,15 @@ class ChainService:
         self.instances: dict[str, Instance] = {}
         self.releasing: list[InstanceSpec] = []   # draining, then deleted (once per pending release)
         self.status: dict[str, ChainStatus] = {}
+        # Automatic scaling (see the module docstring).
+        self.scaler = Scaler()
+        self.counts: dict[tuple[str, int], int] = {}      # (chain, hop index) -> the scaler's instance count
+        self.draining: dict[str, _Drain] = {}              # instance id -> its drain
+        self.drain_timeout = drain_timeout
+        self.rates: Rates | None = None                    # the last round of statistics
+        self.events: dict[str, deque[dict[str, Any]]] = {}
+        self.scaled: dict[str, tuple[str, int]] = {}       # instances booted by a scale-out -> (chain, hop)
+        self.pinned: dict[str, int] = {}                   # instances of autoscaled hops -> their chain id
         self.installed: Desired = compile_fabric(topology, [], Placement(), ())
         self.connected: dict[int, dict[int, str]] = {}    # dpid -> port number -> name
         self.port_problems: dict[int, list[str]] = {}
@@ -166,7 +201,10 @@ class ChainService:
             if name not in self.chains:
                 raise NotFound(name)
             rest = {n: c for n, c in self.chains.items() if n != name}
-            self._commit(self._plan(rest, self.functions, ChainSet(), "<delete>"))
+            plan = self._plan(rest, self.functions, ChainSet(), "<delete>")
+            self._forget_scaling(name)
+            self.events.pop(name, None)
+            self._commit(plan)
 
     def wait(self, names: Collection[str], timeout: float) -> None:
         """Block until every named chain is active or in error, or ``timeout`` seconds pass."""
@@ -186,6 +224,7 @@ class ChainService:
         plan = self._plan(chains, functions, request, filename)
         for chain in request.chains:
             self.status.pop(chain.name, None)   # a new version starts with a clean slate
+            self._forget_scaling(chain.name)
         self._commit(plan)
 
     def _merge_functions(self, request: ChainSet, filename: str) -> Mapping[str, CustomFunction]:
@@ -243,7 +282,7 @@ class ChainService:
         existing.update({spec.id: replace(spec, hop=RETIRED + spec.hop) for spec in self.releasing
                          if spec.id not in existing})
         try:
-            placement = place(self.topology, chains.values(), existing=existing)
+            placement = place(self.topology, chains.values(), existing=existing, counts=self.counts)
             compile_fabric(self.topology, chains.values(), placement, ())
         except PlanError as exc:
             at = positions.get(exc.chain)
@@ -354,6 +393,10 @@ class ChainService:
                         inst.state = RUNNING if state == RUNNING else FAILED
                         inst.reason = "" if state == RUNNING else (reason or f"the agent reports {state}")
                         log.info("instance %s: %s %s", spec.id, inst.state, inst.reason)
+                        hop = self.scaled.pop(spec.id, None)
+                        if hop is not None:
+                            self._event(hop[0], hop[1], "instance-" + inst.state, instance=spec.id,
+                                        reason=inst.reason)
                         changed = True
                     if changed:
                         self._reconcile()
@@ -378,6 +421,10 @@ class ChainService:
         """Release, in a thread and once drained, an instance that no flow hands packets to any
         more: called with the lock held, after the switches confirmed those flows."""
         self.releasing.append(spec)
+        self.draining.pop(spec.id, None)
+        chain_id = self.pinned.pop(spec.id, None)
+        if chain_id is not None:
+            self._send(pin_cleanup(self.topology, chain_id, spec))
         self._spawn(self._release, spec)
 
     def _release(self, spec: InstanceSpec) -> None:
@@ -428,6 +475,136 @@ class ChainService:
             dropped = 0    # count_drop exists only in functions that drop
         return packets_in, packets_out, dropped
 
+    # ---- automatic scaling (called by the statistics poller's thread) ------------------------
+
+    def observe(self, rates: Rates) -> None:
+        """One round of statistics: keep the rates for the views, finish drains, scale hops."""
+        with self._lock:
+            self.rates = rates
+            now = self.now()
+            for iid in list(self.draining):
+                self._check_drain(iid, now)
+            for name, chain in list(self.chains.items()):
+                if name in self.previous:
+                    continue    # a new version is booting: the scaler waits for it
+                for k in range(len(chain.hops)):
+                    if is_autoscaled(chain, k):
+                        self._autoscale(chain, k, now)
+
+    def _instance_rates(self, spec: InstanceSpec) -> Any:
+        """The last rates of one instance (None: unknown)."""
+        chain_id = self.installed.chain_ids.get(spec.chain)
+        if self.rates is None or chain_id is None:
+            return None
+        return self.rates.instances.get((chain_id, spec.hop_index, spec.index))
+
+    def _hop_rate(self, chain: Chain, k: int, field_: str) -> float | None:
+        """The load of a hop: ``field_`` of InstanceRates summed over its running instances (None: unknown)."""
+        total = 0.0
+        for spec in self.placement.get((chain.name, k), ()):
+            if self.instances[spec.id].state != RUNNING:
+                continue
+            value = getattr(self._instance_rates(spec), field_, None)
+            if value is None:
+                return None
+            total += value
+        return total
+
+    def _autoscale(self, chain: Chain, k: int, now: float) -> None:
+        specs = self.placement.get((chain.name, k), ())
+        taking = [s for s in specs if self.instances[s.id].state == RUNNING and s.id not in self.draining]
+        busy = any(self.instances[s.id].state == BOOTING or s.id in self.draining for s in specs)
+        policy = chain.hops[k].scaling
+        rate = self._hop_rate(chain, k, "in_pps" if policy.metric == "pps" else "in_bps")
+        draining = [s for s in specs if s.id in self.draining]
+        if draining and rate is not None and policy.out_above is not None and taking \
+                and rate / len(taking) > policy.out_above:
+            # The load came back while an instance drained: taking it back is faster than a boot.
+            for spec in draining:
+                del self.draining[spec.id]
+                self._event(chain.name, k, "scale-in-cancelled", instance=spec.id,
+                            reason=f"{rate / len(taking):.0f} {policy.metric} per instance > out_above "
+                                   f"{policy.out_above:g}")
+            self._reconcile()
+            return
+        decision = self.scaler.decide(now, chain.name, k, policy, len(taking), rate, busy)
+        if decision is None:
+            return
+        if decision.action == "out":
+            self._scale_out(decision, len(specs))
+        else:
+            self._scale_in(decision, specs, now)
+
+    def _scale_out(self, decision: Decision, placed: int) -> None:
+        """One more instance for the hop: it boots, then new flows may pick it."""
+        key = (decision.chain, decision.hop)
+        before = self.counts.get(key)
+        self.counts[key] = placed + 1
+        try:
+            plan = self._plan(self.chains, self.functions, ChainSet(), "<autoscale>")
+        except ConfigError as exc:
+            if before is None:
+                del self.counts[key]
+            else:
+                self.counts[key] = before
+            self._event(decision.chain, decision.hop, "scale-out-failed", decision,
+                        reason=f"{decision.reason}; {exc.problems[0].message}")
+            return
+        new = [s for s in plan.placement[key] if s.id not in self.instances]
+        self.scaled.update((s.id, key) for s in new)
+        self._event(decision.chain, decision.hop, "scale-out", decision, instance=",".join(s.id for s in new))
+        self._commit(plan)
+
+    def _scale_in(self, decision: Decision, specs: tuple[InstanceSpec, ...], now: float) -> None:
+        """Drain the hop's last instance (placement drops the highest index): no new flows from now on."""
+        victim = max(specs, key=lambda s: s.index)
+        self.draining[victim.id] = _Drain(now)
+        self._event(decision.chain, decision.hop, "scale-in", decision, instance=victim.id)
+        self._reconcile()
+
+    def _check_drain(self, iid: str, now: float) -> None:
+        """Release a draining instance once its flows are gone (no packet for DRAIN_QUIET_S) or timed out."""
+        drain = self.draining[iid]
+        inst = self.instances.get(iid)
+        if inst is None:
+            del self.draining[iid]
+            return
+        packets = getattr(self._instance_rates(inst.spec), "in_pps", None)
+        if packets == 0:
+            drain.quiet_since = drain.quiet_since if drain.quiet_since is not None else now
+        else:
+            drain.quiet_since = None
+        if drain.quiet_since is not None and now - drain.quiet_since >= DRAIN_QUIET_S:
+            reason = f"no packet for {now - drain.quiet_since:.1f} s"
+        elif now - drain.since >= self.drain_timeout:
+            reason = f"drain timeout ({self.drain_timeout:g} s): its remaining flows pick another instance"
+        else:
+            return
+        spec = inst.spec
+        key = (spec.chain, spec.hop_index)
+        self.counts[key] = len(self.placement[key]) - 1
+        self._event(spec.chain, spec.hop_index, "instance-released", instance=iid, reason=reason)
+        self._commit(self._plan(self.chains, self.functions, ChainSet(), "<autoscale>"))
+
+    def _event(self, chain: str, hop: int, action: str, decision: Decision | None = None, *,
+               instance: str = "", reason: str = "") -> None:
+        """Record (and log) one scaling event of a chain's hop."""
+        hops = self.chains[chain].hops if chain in self.chains else ()
+        event: dict[str, Any] = {"time": self.now(), "chain": chain, "hop": hops[hop].name if hop < len(hops)
+                                 else str(hop), "action": action, "instance": instance,
+                                 "reason": reason or (decision.reason if decision else "")}
+        if decision is not None:
+            event.update({"instances": decision.instances, "target": decision.target, "rate": decision.rate,
+                          "per_instance": decision.per_instance})
+        self.events.setdefault(chain, deque(maxlen=MAX_EVENTS)).append(event)
+        log.info("chain %s hop %s: %s %s %s", chain, event["hop"], action, instance, event["reason"])
+
+    def _forget_scaling(self, name: str) -> None:
+        """A chain replaced or deleted: its hops start again from their policy (placement keeps min)."""
+        self.scaler.forget(name)
+        for key in [key for key in self.counts if key[0] == name]:
+            del self.counts[key]
+
     # ---- flows ------------------------------------------------------------------------------
 
     def _ready(self) -> set[str]:
@@ -452,7 +629,11 @@ class ChainService:
     def _reconcile(self) -> None:
         """Compile with the instances that are ready, send the diff, update the chains' states."""
         chains, placement, old = self._serving()
-        desired = compile_fabric(self.topology, chains, placement, self._ready())
+        desired = compile_fabric(self.topology, chains, placement, self._ready(), self.draining)
+        for chain in chains:
+            for k in range(len(chain.hops)):
+                if is_autoscaled(chain, k):
+                    self.pinned.update((s.id, desired.chain_ids[chain.name]) for s in placement[chain.name, k])
         messages = diff(self.installed, desired)
         result = self._send(messages)
         self.installed = desired
@@ -613,10 +794,14 @@ class ChainService:
             hops = []
             for k, hop in enumerate(chain.hops):
                 specs = self.placement.get((name, k), ())
-                hops.append({"name": hop.name, "function": hop.function, "instances": [
-                    {"id": s.id, "compute": s.compute, "mac": s.mac, "label": s.label,
-                     "state": self.instances[s.id].state, "reason": self.instances[s.id].reason}
-                    for s in specs]})
+                hops.append({"name": hop.name, "function": hop.function,
+                             "scaling": {**to_json(hop.scaling), "autoscaled": is_autoscaled(chain, k)},
+                             "rates": {f: self._hop_rate(chain, k, f) for f in ("in_pps", "in_bps")},
+                             "instances": [
+                                 {"id": s.id, "compute": s.compute, "mac": s.mac, "label": s.label,
+                                  "state": self.instances[s.id].state, "reason": self.instances[s.id].reason,
+                                  "draining": s.id in self.draining, "rates": to_json(self._instance_rates(s))}
+                                 for s in specs]})
             view = {"name": name, "state": status.state, "reason": status.reason, "since": status.since,
                     "priority": chain.priority, "on_failure": chain.on_failure, "symmetric": chain.symmetric,
                     "classifier": to_json(chain.classifier), "hops": hops,
@@ -644,6 +829,52 @@ class ChainService:
             except (AgentError, ValueError):
                 continue   # count_drop exists only in functions that drop
         return out
+
+    def events_view(self, name: str) -> list[dict[str, Any]]:
+        """The chain's scaling events, oldest first."""
+        with self._lock:
+            if name not in self.chains:
+                raise NotFound(name)
+            return list(self.events.get(name, ()))
+
+    def metrics_text(self) -> str:
+        """Rates, instance counts, scaling events and switch port counters, in Prometheus text format."""
+        with self._lock:
+            rates: dict[str, list[tuple[dict[str, str], float | None]]] = {
+                f: [] for f in ("in_pps", "in_bps", "out_pps", "out_bps")}
+            counts, events = [], []
+            for name, chain in sorted(self.chains.items()):
+                for k, hop in enumerate(chain.hops):
+                    specs = self.placement.get((name, k), ())
+                    running = sum(self.instances[s.id].state == RUNNING for s in specs)
+                    counts.append(({"chain": name, "hop": hop.name}, running))
+                    for spec in specs:
+                        found = self._instance_rates(spec)
+                        labels = {"chain": name, "hop": hop.name, "instance": spec.id}
+                        for f, samples in rates.items():
+                            samples.append((labels, getattr(found, f, None)))
+                tally: dict[tuple[str, str], int] = {}
+                for event in self.events.get(name, ()):
+                    tally[event["hop"], event["action"]] = tally.get((event["hop"], event["action"]), 0) + 1
+                events += [({"chain": name, "hop": h, "action": a}, n) for (h, a), n in sorted(tally.items())]
+            names = {s.dpid: s.name for s in self.topology.switches}
+            ports: dict[str, list[tuple[dict[str, str], float | None]]] = {
+                f: [] for f in ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes")}
+            for (dpid, port), found in sorted((self.rates.ports if self.rates else {}).items()):
+                labels = {"switch": names.get(dpid, f"{dpid:#x}"), "port": str(port)}
+                for f, samples in ports.items():
+                    samples.append((labels, getattr(found, f)))
+        units = {"in_pps": ("packets", "per_second", "handed to"), "in_bps": ("bits", "per_second", "handed to"),
+                 "out_pps": ("packets", "per_second", "sent back by"), "out_bps": ("bits", "per_second", "sent back by")}
+        families = [Family(f"clicksteer_instance_{f[:-4]}_{what}_{per}", "gauge",
+                           f"{what.capitalize()} per second the fabric {verb} the instance (last poll)", samples)
+                    for f, samples in rates.items() for what, per, verb in [units[f]]]
+        families.append(Family("clicksteer_hop_instances", "gauge", "Running instances per hop", counts))
+        families.append(Family("clicksteer_scaling_events_total", "counter", "Scaling events per hop and action",
+                               events))
+        families += [Family(f"clicksteer_port_{f}_total", "counter", f"Switch port counter {f}", samples)
+                     for f, samples in ports.items()]
+        return render(families)
 
     def chains_summary(self) -> list[dict[str, Any]]:
         with self._lock:

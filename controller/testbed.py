@@ -66,9 +66,10 @@ class Child:
 
 
 def start_controller(topology_file: Path, openflow_port: int, api_port: int, work: Path,
-                     token_file: Path | None = None, chains_file: Path | None = None) -> Child:
+                     token_file: Path | None = None, chains_file: Path | None = None,
+                     extra: Iterable[str] = ()) -> Child:
     argv = ["controller", "--topology", str(topology_file), "--openflow", f"127.0.0.1:{openflow_port}",
-            "--api", f"127.0.0.1:{api_port}", "--log-level", "WARNING"]
+            "--api", f"127.0.0.1:{api_port}", "--log-level", "INFO", *extra]
     if token_file is not None:
         argv += ["--token-file", str(token_file)]
     if chains_file is not None:

@@ -51,8 +51,11 @@ def test_apply_list_show_delete(server: tuple[str, Path], tmp_path: Path, capsys
     code, out, _ = run(capsys, "chains", "show", "web", *common)
     lines = out.splitlines()
     assert lines[0] == "chain web: active"
-    assert lines[2].split() == ["HOP", "FUNCTION", "INSTANCE", "COMPUTE", "STATE", "IN", "OUT", "DROP"]
-    assert lines[3].split() == ["fw", "firewall", "web-fw-0", "compute1", "running", "7", "7", "-"]
+    assert lines[2].split() == ["HOP", "FUNCTION", "INSTANCE", "COMPUTE", "STATE", "IN", "OUT", "DROP", "PPS"]
+    # No statistics poller runs here: the rate is unknown, shown as "-".
+    assert lines[3].split() == ["fw", "firewall", "web-fw-0", "compute1", "running", "7", "7", "-", "-"]
+    code, out, _ = run(capsys, "chains", "events", "web", *common)
+    assert (code, out.split()) == (0, ["TIME", "HOP", "ACTION", "INSTANCES", "INSTANCE", "REASON"])
     code, out, _ = run(capsys, "chains", "delete", "web", *common)
     assert (code, out) == (0, "chain web deleted\n")
     code, _, err = run(capsys, "chains", "show", "web", *common)

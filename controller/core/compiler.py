@@ -59,6 +59,31 @@ flows match the b low bits with a masked ipv4 match (standard in OpenFlow
 1.3).  Flows are thus spread per client host, both directions of a flow cross
 the same instance, and UDP behaves like TCP.
 
+Autoscaled hops.  A hop whose ``scaling.max`` exceeds its ``min`` changes its
+number of instances while flows cross it, so spreading by client address
+would move running flows.  Its instances are chosen per flow instead, and a
+flow keeps the instance it started on (migration avoidance).  Every place
+that steers into such a hop (a *stage*: chain, hop, direction) runs, on its
+switch, with Open vSwitch extensions::
+
+    reg1, reg2 := the stage's key; resubmit(PIN); resubmit(HANDOFF)
+    table 3  PIN      learned: this flow's 5-tuple and stage -> reg0 := label
+                      else, per protocol (TCP, UDP, other IP) and stage:
+                      multipath(symmetric hash, n pickable instances) -> reg3;
+                      resubmit(PICK)
+    table 4  PICK     (stage, reg3 = link i): learn the flow's pin for the
+                      i-th pickable instance, reg0 := its label
+    table 5  HANDOFF  reg0 = label -> the steering to that instance (hand-in
+                      or MPLS push), as for a fixed hop
+
+The hash is symmetric, so both directions of a new flow pick the same
+instance; pins (idle timeout ``PIN_IDLE_S``, or ``PIN_FIN_IDLE_S`` after a TCP
+FIN) keep a flow on its instance when instances are added, and on a
+*draining* instance (see ``compile_fabric``), which is no longer picked but
+keeps its hand-over and return flows until its flows are gone.  The
+learned pins carry their instance's cookie, so releasing an instance
+deletes them (``pin_cleanup``).
+
 Port ranges.  OpenFlow 1.3 has no range match.  A range of at most
 ``EXACT_PORTS`` ports becomes exact matches; a wider one becomes the minimal
 set of (value, mask) prefixes, which needs masked tcp/udp port matches (an
@@ -98,14 +123,17 @@ from controller.core import cookies
 from controller.core.errors import PlanError
 from controller.core.fabric import Fabric, fabric_for
 from controller.core.gcpause import gc_paused
-from controller.core.ofmsg import (OFPP_IN_PORT, Action, Flow, Group, MatchValue, Output, PopMpls, PushMpls,
-                                   SetField, match)
+from controller.core.ofmsg import (OFPP_IN_PORT, Action, DeleteFlows, Flow, Group, Learn, MatchValue, Multipath,
+                                   Output, PopMpls, PushMpls, Resubmit, SetField, match)
 from controller.core.placement import InstanceSpec, Placement
 from topologies.model import ComputeHost, Host, Topology
 
 TABLE_STEER = 0
 TABLE_RESTORE = 1
 TABLE_FORWARD = 2
+TABLE_PIN = 3
+TABLE_PICK = 4
+TABLE_HANDOFF = 5
 
 PRIO_MISS = 0
 PRIO_FORWARD = 100           # tables 1 and 2
@@ -113,6 +141,10 @@ PRIO_RETURN = 500            # + 16 if forward + spreading bits
 PRIO_ARP_REPLY = 800         # ARP for NAT addresses, answered in table 0 (no IP flow overlaps it)
 PRIO_DELIVER = 900           # MPLS transit and hand-over
 PRIO_CLASSIFY = 1000         # + LEVEL_STRIDE * chain level + 16 if forward + spreading bits
+PRIO_PINNED = 300            # learned pins, table 3
+PRIO_PICK_L4 = 200           # tables 3 and 4: TCP and UDP flows (pinned by their ports)
+PRIO_PICK_IP = 100           # tables 3 and 4: other IP flows (pinned by their addresses)
+PRIO_HANDOFF = 100           # table 5; + 1 when the packet came in on the instance's own port
 LEVEL_STRIDE = 32
 MAX_LEVELS = (0xFFFF - PRIO_CLASSIFY) // LEVEL_STRIDE
 
@@ -121,6 +153,12 @@ ETH_ARP = 0x0806
 ETH_MPLS = 0x8847
 ARP_REQUEST, ARP_REPLY = 1, 2
 EXACT_PORTS = 16
+PIN_IDLE_S = 30              # a pinned flow silent this long picks again (a new flow, as far as we know)
+PIN_FIN_IDLE_S = 2           # after a TCP FIN or RST
+REG_LABEL, REG_STAGE_HI, REG_STAGE_LO, REG_LINK = "reg0", "reg1", "reg2", "reg3"
+_PICK_PROTOCOLS = ((PROTOCOLS["tcp"], PRIO_PICK_L4, ("tcp_src", "tcp_dst")),
+                   (PROTOCOLS["udp"], PRIO_PICK_L4, ("udp_src", "udp_dst")),
+                   (None, PRIO_PICK_IP, ()))
 
 FlowKey = tuple[int, int, int, tuple[tuple[str, MatchValue], ...]]
 Items = tuple[tuple[str, MatchValue], ...]
@@ -162,19 +200,35 @@ class Desired:
 
 
 def compile_fabric(topology: Topology, chains: Iterable[Chain], placement: Placement,
-                   ready: Collection[str]) -> Desired:
-    """The desired state of the whole fabric (see the module docstring)."""
+                   ready: Collection[str], draining: Collection[str] = ()) -> Desired:
+    """The desired state of the whole fabric (see the module docstring).
+
+    ``draining`` instances of autoscaled hops get no new flows but keep those pinned to them.
+    """
     with gc_paused():
-        return _compile(topology, sorted(chains, key=lambda c: c.name), placement, ready)
+        return _compile(topology, sorted(chains, key=lambda c: c.name), placement, ready, draining)
 
 
-def _compile(topology: Topology, chains: list[Chain], placement: Placement, ready: Collection[str]) -> Desired:
+def is_autoscaled(chain: Chain, hop_index: int) -> bool:
+    """Whether the hop's instance count may change while it runs (its flows are then pinned)."""
+    scaling = chain.hops[hop_index].scaling
+    return scaling.max > scaling.min
+
+
+def pin_cleanup(topology: Topology, chain_id: int, spec: InstanceSpec) -> list[DeleteFlows]:
+    """Delete, on every switch, the pins switches learned for a released instance."""
+    exact = cookies.cookie(chain_id, spec.hop_index, spec.index)
+    return [DeleteFlows(s.dpid, exact, 0xFFFFFFFFFFFFFFFF, TABLE_PIN) for s in topology.switches]
+
+
+def _compile(topology: Topology, chains: list[Chain], placement: Placement, ready: Collection[str],
+             draining: Collection[str]) -> Desired:
     fabric = fabric_for(topology)
     base_flows, base_ranks = _base(topology)
     desired = Desired(dict(base_flows), {}, dict(base_ranks), {},
                       cookies.chain_ids(c.name for c in chains), {})
     levels = _levels({c.priority for c in chains})
-    compiler = _ChainCompiler(fabric, desired)
+    compiler = _ChainCompiler(fabric, desired, draining)
     compiler.nat_addresses(chains, placement)
     for chain in chains:
         compiler.chain(chain, placement, ready, levels[chain.priority])
@@ -349,8 +403,9 @@ def _block_field(address: int, prefixlen: int) -> MatchValue | None:
 
 
 class _ChainCompiler:
-    def __init__(self, fabric: Fabric, desired: Desired) -> None:
+    def __init__(self, fabric: Fabric, desired: Desired, draining: Collection[str] = ()) -> None:
         self.fabric = fabric
+        self.draining = draining
         self.desired = desired
         self.flows, self.ranks = desired.flows, desired.ranks
         self.dpid = {s.name: s.dpid for s in fabric.topology.switches}
@@ -358,11 +413,17 @@ class _ChainCompiler:
         n = len(fabric.topology.switches)
         self.rank_restore = n + 1            # as the topology's own restore flows
         self.rank_label = n + 2              # hand-over; transit adds its distance
-        self.rank_return = 2 * n + 3         # exit; each earlier stage adds one
+        self.rank_handoff = 2 * n + 2        # autoscaled hops: above every label transit
+        self.rank_pick = 2 * n + 3
+        self.rank_pin = 2 * n + 4
+        self.rank_return = 2 * n + 5         # exit; each earlier stage adds one
         self.rank_drop = self.rank_return + cookies.MAX_HOPS + 1
         self.labelled: set[tuple[int, str]] = set()
         self.current = ""                    # the chain being compiled, for errors
         self.steering: dict[tuple[str, str, bool], tuple[Action, ...]] = {}
+        self.autoscaled: set[int] = set()    # hop indexes of the chain being compiled
+        self.stage_tables: set[tuple[str, int]] = set()   # (switch, stage key) with pin and pick flows
+        self.handoffs: set[tuple[str, str]] = set()       # (switch, instance id)
 
     def add(self, flow: Flow, rank: int) -> None:
         key = (flow.dpid, flow.table_id, flow.priority, flow.match)
@@ -415,6 +476,7 @@ class _ChainCompiler:
 
     def chain(self, chain: Chain, placement: Placement, ready: Collection[str], level: int) -> None:
         self.current = chain.name
+        self.autoscaled = {k for k in range(len(chain.hops)) if is_autoscaled(chain, k)}
         stages: list[tuple[InstanceSpec, ...]] = []
         missing = []
         for k, hop in enumerate(chain.hops):
@@ -466,7 +528,8 @@ class _ChainCompiler:
         Steers to one of ``first``; without ``first``, drops, or forwards normally when ``goto`` says so.
         """
         dst = d.dst_field
-        n = len(first) if first else 1
+        pinned = first is not None and first[0].hop_index in self.autoscaled
+        n = len(first) if first and not pinned else 1
         bits = 0 if d.forward else _bits(n)
         priority = PRIO_CLASSIFY + LEVEL_STRIDE * level + 16 * d.forward + bits
         # Dropping breaks a path: it goes in after every flow that makes one (a packet another
@@ -484,7 +547,12 @@ class _ChainCompiler:
             choices = [(dst, (int(host.ip.ip) & slot_mask) % n)] if d.forward else reverse_choices
             head = (("eth_type", ETH_IP), ("in_port", host.port))
             for dst_value, which in choices:
-                actions = () if first is None else self._steer(host.switch, host.port, first[which])
+                if first is None:
+                    actions: tuple[Action, ...] = ()
+                elif pinned:
+                    actions = self._pick(host.switch, cid, d.forward, first)
+                else:
+                    actions = self._steer(host.switch, host.port, first[which])
                 addresses: Items = (("ipv4_src", ip),) if dst_value is None else \
                     (("ipv4_dst", dst_value), ("ipv4_src", ip))
                 for proto, ports in d.l4:
@@ -497,7 +565,8 @@ class _ChainCompiler:
         compute = self.compute[spec.compute]
         dpid = self.dpid[compute.switch]
         cookie = cookies.cookie(cid, spec.hop_index, spec.index)
-        n = len(following) if following else 1
+        pinned = following is not None and following[0].hop_index in self.autoscaled
+        n = len(following) if following and not pinned else 1
         bits = _bits(n)
         priority = PRIO_RETURN + 16 * d.forward + bits
         # Only a symmetric chain's instances see two directions; tell them apart by the classifier.
@@ -516,6 +585,9 @@ class _ChainCompiler:
             if following is None:
                 actions: tuple[Action, ...] = ()
                 goto: int | None = TABLE_RESTORE
+            elif pinned:
+                actions = self._pick(compute.switch, cid, d.forward, following)
+                goto = None
             else:
                 actions = self._steer(compute.switch, compute.port, following[slot % n])
                 goto = None
@@ -524,6 +596,56 @@ class _ChainCompiler:
             for proto, ports in l4s:
                 fields = head + proto + addresses + ports
                 self.add(Flow(dpid, TABLE_STEER, priority, fields, actions, goto, cookie), rank)
+
+    def _pick(self, switch: str, cid: int, forward: bool, stage: tuple[InstanceSpec, ...]) -> tuple[Action, ...]:
+        """Actions at ``switch`` that take a packet to its flow's instance of an autoscaled ``stage``."""
+        key = cid << 16 | stage[0].hop_index << 8 | int(forward)
+        high, low = key >> 32, key & 0xFFFFFFFF
+        if (switch, key) not in self.stage_tables:
+            self.stage_tables.add((switch, key))
+            self._stage_flows(switch, cid, high, low, stage)
+        return (SetField(REG_STAGE_HI, high), SetField(REG_STAGE_LO, low), Resubmit(TABLE_PIN),
+                Resubmit(TABLE_HANDOFF))
+
+    def _stage_flows(self, switch: str, cid: int, high: int, low: int, stage: tuple[InstanceSpec, ...]) -> None:
+        """The pick and pin flows of one stage on one switch, and the hand-overs of its instances."""
+        dpid = self.dpid[switch]
+        # A draining instance keeps its pinned flows but is picked for no new one; the
+        # service never drains a hop's last instance.
+        pickable = tuple(s for s in stage if s.id not in self.draining) or stage
+        hop_cookie = cookies.cookie(cid, stage[0].hop_index)
+        for protocol, priority, ports in _PICK_PROTOCOLS:
+            proto = {} if protocol is None else {"ip_proto": protocol}
+            by_stage = match(eth_type=ETH_IP, reg1=high, reg2=low, **proto)
+            self.add(Flow(dpid, TABLE_PIN, priority, by_stage, (Multipath(len(pickable), REG_LINK),
+                                                                 Resubmit(TABLE_PICK)), None, hop_cookie),
+                     self.rank_pin)
+            copy = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", *ports, REG_STAGE_HI, REG_STAGE_LO)
+            for link, spec in enumerate(pickable):
+                cookie = cookies.cookie(cid, spec.hop_index, spec.index)
+                learn = Learn(TABLE_PIN, PRIO_PINNED, cookie, PIN_IDLE_S, copy, ((REG_LABEL, spec.label),),
+                              fin_idle_timeout=PIN_FIN_IDLE_S if protocol == PROTOCOLS["tcp"] else 0)
+                self.add(Flow(dpid, TABLE_PICK, priority, match(eth_type=ETH_IP, reg1=high, reg2=low, reg3=link,
+                                                                **proto),
+                              (learn, SetField(REG_LABEL, spec.label)), None, cookie), self.rank_pick)
+        for spec in stage:
+            self._handoff(switch, spec)
+
+    def _handoff(self, switch: str, spec: InstanceSpec) -> None:
+        """Table 5 at ``switch``: reg0 = ``spec``'s label -> steer the packet to it."""
+        if (switch, spec.id) in self.handoffs:
+            return
+        self.handoffs.add((switch, spec.id))
+        dpid = self.dpid[switch]
+        compute = self.compute[spec.compute]
+        cookie = cookies.cookie(self.desired.chain_ids[spec.chain], spec.hop_index, spec.index)
+        # in_port -1 is no port: the plain hand-in; a packet from the instance's own host port
+        # (the previous hop ran there) must leave by IN_PORT.
+        self.add(Flow(dpid, TABLE_HANDOFF, PRIO_HANDOFF, match(reg0=spec.label), self._steer(switch, -1, spec),
+                      None, cookie), self.rank_handoff)
+        if compute.switch == switch:
+            self.add(Flow(dpid, TABLE_HANDOFF, PRIO_HANDOFF + 1, match(in_port=compute.port, reg0=spec.label),
+                          self._steer(switch, compute.port, spec), None, cookie), self.rank_handoff)
 
     def _steer(self, switch: str, in_port: int, target: InstanceSpec) -> tuple[Action, ...]:
         """Actions at ``switch`` that take a plain packet (arrived on ``in_port``) to ``target``."""
