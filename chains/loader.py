@@ -15,8 +15,9 @@ import contextlib
 import difflib
 import functools
 import gc
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -289,9 +290,9 @@ class _Checker:
         low = self.parse(data, "min", path, count, None)
         high = self.parse(data, "max", path, count, None)
         metric = self.parse(data, "metric", path, lambda v: fields.choice(v, METRICS), "pps")
-        out_above = self.parse(data, "out_above", path, fields.number, None)
-        in_below = self.parse(data, "in_below", path, fields.number, None)
-        cooldown = self.parse(data, "cooldown", path, fields.duration, 30.0)
+        out_above = self.parse(data, "out_above", path, _finite(fields.number), None)
+        in_below = self.parse(data, "in_below", path, _finite(fields.number), None)
+        cooldown = self.parse(data, "cooldown", path, _finite(fields.duration), 30.0)
         if low is not None and high is not None and low > high:
             self.error((*path, "min"), f"min ({low}) is greater than max ({high})")
         if out_above is not None and in_below is not None and in_below >= out_above:
@@ -302,6 +303,17 @@ class _Checker:
         low = low if low is not None else 1
         high = high if high is not None else max(low, 1)
         return Scaling(low, high, metric, out_above, in_below, cooldown)
+
+
+def _finite(parser: Callable[[Any], float]) -> Callable[[Any], float]:
+    """``parser`` refusing NaN and infinity (YAML .nan/.inf, JSON NaN/Infinity): every comparison
+    with NaN is false, so a NaN threshold or cooldown would switch scaling off without a word."""
+    def parse(value: Any) -> float:
+        number = parser(value)
+        if not math.isfinite(number):
+            raise ValueError(f"expected a finite number, got {number}")
+        return number
+    return parse
 
 
 # ---- overlapping classifiers ---------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import pytest
 
 from chains.errors import ConfigError
@@ -238,6 +239,9 @@ def test_min_greater_than_max_and_flapping_thresholds():
     ("{cooldown: 5 s}", 29, "cooldown", None),
     ("{cooldown: soon}", 29, "cooldown", "expected a duration such as \"5s\", \"500ms\" or \"2m\", got 'soon'"),
     ("{out_above: -3}", 30, "out_above", "-3 is out of range (at least 0)"),
+    ("{out_above: .nan}", 30, "out_above", "expected a finite number, got nan"),
+    ("{in_below: .inf}", 29, "in_below", "expected a finite number, got inf"),
+    ("{cooldown: .inf}", 29, "cooldown", "expected a finite number, got inf"),
     ("5", 18, "", "scaling must be a mapping, got an integer"),
 ])
 def test_bad_scaling(scaling, col, path, message):
@@ -587,6 +591,17 @@ def test_json_data_is_validated_with_paths_at_1_1():
         "(did you mean 10.0.0.0/8?)",
         "<request>:1:1: chains[0].hops[0].params.by_protocl: unknown key 'by_protocl' "
         "(did you mean 'by_protocol'?)",
+    ]
+
+
+def test_json_nan_and_infinity_are_refused():
+    data = json.loads('{"chains": [{"name": "web", "classifier": {}, "hops": [{"name": "a", "function": "monitor",'
+                      ' "scaling": {"in_below": NaN, "cooldown": -Infinity}}]}]}')
+    with pytest.raises(ConfigError) as caught:
+        chainset_from_data(data)
+    assert [str(p) for p in caught.value.problems] == [
+        "<request>:1:1: chains[0].hops[0].scaling.cooldown: a duration cannot be negative, got -inf",
+        "<request>:1:1: chains[0].hops[0].scaling.in_below: expected a finite number, got nan",
     ]
 
 
