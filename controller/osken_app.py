@@ -18,7 +18,8 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 os.environ["OSKEN_HUB_TYPE"] = "native"    # pinned: the service's threads wait on plain threading primitives
@@ -53,6 +54,7 @@ from controller.core.ofmsg import (
     FlowMod,
     GroupAction,
     GroupMod,
+    MatchValue,
     Message,
     Output,
     PopMpls,
@@ -62,6 +64,9 @@ from controller.core.ofmsg import (
     match,
 )
 from controller import lldp, ofwire
+from controller.core import cookies
+from controller.core.compiler import TABLE_HANDOFF, TABLE_STEER
+from controller.core.stats import FlowStat, PortStat, SwitchStats
 from controller.southbound import SendResult, SwitchError, phases
 
 log = logging.getLogger(__name__)
@@ -165,6 +170,18 @@ class _Pending:
         self.lost: set[int] = set()          # switches that left before answering
 
 
+class _StatsRound:
+    """The statistics replies one ``stats`` call waits for, and what has come back so far."""
+
+    def __init__(self) -> None:
+        self.outstanding: set[tuple[int, int]] = set()   # (dpid, xid) of requests not answered in full
+        self.flows: dict[int, list[FlowStat]] = {}
+        self.ports: dict[int, list[PortStat]] = {}
+        self.time: dict[int, float] = {}                 # when a switch's last reply was complete
+        self.lost: set[int] = set()                      # switches that left (or took no request)
+        self.done = threading.Event()
+
+
 class ClickSteerApp(BaseApp):  # type: ignore[misc,valid-type]
     OFP_VERSIONS = [ofp.OFP_VERSION]
 
@@ -177,6 +194,8 @@ class ClickSteerApp(BaseApp):  # type: ignore[misc,valid-type]
         self._lock = threading.Lock()
         self._sent: dict[tuple[int, int], tuple[Message | None, _Pending]] = {}   # (dpid, xid) -> what
         self._barriers: dict[tuple[int, int], _Pending] = {}
+        self._stats_rounds: dict[tuple[int, int], _StatsRound] = {}   # (dpid, xid) -> the round asking
+        self.clock: Callable[[], float] = time.monotonic                # stamps statistics replies
         # The event loop delivers barrier replies, so it must never wait for a sender (the service
         # holds its lock while it sends): switch and link events go to the service through this
         # queue, in order, from one worker of their own.
@@ -273,6 +292,36 @@ class ClickSteerApp(BaseApp):  # type: ignore[misc,valid-type]
         log.warning("switch %#x refused %s: %s", dpid, message, reason)
         pending.errors.append(SwitchError(dpid, message, reason))
 
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    @_guarded
+    def _flow_stats_reply(self, ev: Any) -> None:
+        self._stats_part(ev.msg, [FlowStat(s.table_id, s.priority, s.cookie, canonical_match(s.match),
+                                           s.packet_count, s.byte_count) for s in ev.msg.body], [])
+
+    @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
+    @_guarded
+    def _port_stats_reply(self, ev: Any) -> None:
+        self._stats_part(ev.msg, [], [PortStat(s.port_no, s.rx_packets, s.tx_packets, s.rx_bytes, s.tx_bytes)
+                                      for s in ev.msg.body])
+
+    def _stats_part(self, msg: Any, flows: list[FlowStat], ports: list[PortStat]) -> None:
+        """One part of a multipart reply; the reply is complete at the part without OFPMPF_REPLY_MORE."""
+        dpid = msg.datapath.id
+        key = (dpid, msg.xid)
+        with self._lock:
+            round_ = self._stats_rounds.get(key)
+            if round_ is None:
+                return   # a round that gave up waiting
+            round_.flows[dpid] += flows
+            round_.ports[dpid] += ports
+            if msg.flags & ofp.OFPMPF_REPLY_MORE:
+                return
+            del self._stats_rounds[key]
+            round_.outstanding.discard(key)
+            round_.time[dpid] = self.clock()
+            if not round_.outstanding:
+                round_.done.set()
+
     # -- sending (any thread) ----------------------------------------------------------------
 
     def connected(self) -> set[int]:
@@ -330,8 +379,46 @@ class ClickSteerApp(BaseApp):  # type: ignore[misc,valid-type]
         result.unconfirmed |= pending.lost
         return result
 
+    def stats(self, dpids: Collection[int] | None = None, timeout: float = 1.0) -> dict[int, SwitchStats]:
+        """Our flows of the steering and hand-off tables and every port's counters (see Southbound.stats)."""
+        round_ = _StatsRound()
+        writes = []
+        with self._lock:
+            for dpid, dp in sorted(self.datapaths.items()):
+                if dpids is not None and dpid not in dpids:
+                    continue
+                # Only these two tables: the others hold Open vSwitch learn and multipath actions, whose
+                # parsing by os-ken we would depend on for nothing.
+                requests = [parser.OFPFlowStatsRequest(dp, 0, table, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                                       cookies.TAG << 56, cookies.OWNER_MASK, parser.OFPMatch())
+                            for table in (TABLE_STEER, TABLE_HANDOFF)]
+                requests.append(parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY))
+                for request in requests:
+                    request.set_xid(_next_xid(dp))
+                    request.serialize()
+                    round_.outstanding.add((dpid, request.xid))
+                    self._stats_rounds[(dpid, request.xid)] = round_
+                round_.flows[dpid], round_.ports[dpid] = [], []
+                writes.append((dp, b"".join(r.buf for r in requests)))
+        for dp, data in writes:
+            if not dp.send(data):
+                self._fail_waits(dp.id)
+        with self._lock:
+            waiting = bool(round_.outstanding)
+        if waiting:
+            round_.done.wait(timeout)
+        with self._lock:
+            for key in round_.outstanding:
+                self._stats_rounds.pop(key, None)
+            late = {dpid for dpid, _ in round_.outstanding}
+            if late:
+                log.info("no complete statistics from %s within %g s", ", ".join(f"{d:#x}" for d in sorted(late)),
+                         timeout)
+            return {dpid: SwitchStats(dpid, round_.time[dpid], tuple(round_.flows[dpid]), tuple(round_.ports[dpid]))
+                    for dpid in sorted(round_.flows) if dpid not in late | round_.lost}
+
     def _fail_waits(self, dpid: int) -> None:
-        """A switch left: nobody will answer its barriers, so stop waiting for them."""
+        """A switch left: nobody will answer its barriers or statistics requests, so stop waiting for them."""
         with self._lock:
             for key in [k for k in self._barriers if k[0] == dpid]:
                 pending = self._barriers.pop(key)
@@ -339,12 +426,23 @@ class ClickSteerApp(BaseApp):  # type: ignore[misc,valid-type]
                 pending.lost.add(dpid)
                 if not pending.outstanding:
                     pending.done.set()
+            for key in [k for k in self._stats_rounds if k[0] == dpid]:
+                round_ = self._stats_rounds.pop(key)
+                round_.outstanding.discard(key)
+                round_.lost.add(dpid)
+                if not round_.outstanding:
+                    round_.done.set()
 
 
 def lldp_flow(dpid: int) -> Flow:
     """Every LLDP frame to the controller.  Its cookie is not ClickSteer's tag: a resync keeps it."""
     return Flow(dpid, 0, 0xFFFF, match(eth_type=lldp.ETH_TYPE), (Output(ofwire.OFPP_CONTROLLER),),
                 cookie=LLDP_COOKIE)
+
+
+def canonical_match(osken_match: Any) -> tuple[tuple[str, MatchValue], ...]:
+    """An os-ken OFPMatch as the core's match: sorted (field, value) items, a masked value as (value, mask)."""
+    return match(**dict(osken_match.items()))
 
 
 def _next_xid(dp: Any) -> int:

@@ -6,11 +6,12 @@ production; tests pass a fake.  Messages are the core's plain data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.core.ofmsg import Barrier, Message, dpid_of
+from controller.core.stats import SwitchStats
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,13 @@ class SendResult:
 class Southbound(Protocol):
     def send(self, messages: Sequence[Message]) -> SendResult:
         """Send in order, waiting at each run of Barriers; confirm the end with barriers."""
+
+    def stats(self, dpids: Collection[int] | None = None, timeout: float = 1.0) -> dict[int, SwitchStats]:
+        """Our flows of the steering and hand-off tables and every port's counters, per switch.
+
+        ``None`` asks every connected switch.  A switch that is not connected,
+        or whose answer is not complete within ``timeout`` seconds, is left out.
+        """
 
 
 def phases(messages: Sequence[Message]) -> list[tuple[list[Message], set[int]]]:
