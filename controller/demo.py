@@ -34,7 +34,7 @@ import threading
 import time
 import traceback
 import urllib.request
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -403,7 +403,7 @@ class Stage:
 
 
 def start_stage(topology: Topology, work: Path, fabric_up: FabricUp,
-                progress: Callable[[str], None] = lambda _: None) -> Stage:
+                progress: Callable[[str], None] = lambda _: None, controller_args: Iterable[str] = ()) -> Stage:
     """Controller, fabric (``fabric_up(topology, controller_target)``) and agents, with switches connected.
 
     ``topology``'s agents get free ports.  On failure, whatever was started is
@@ -419,7 +419,8 @@ def start_stage(topology: Topology, work: Path, fabric_up: FabricUp,
     children: list[testbed.Child] = []
     try:
         progress("starting the controller")
-        children.append(testbed.start_controller(topo_file, openflow, api_port, work, token_file))
+        children.append(testbed.start_controller(topo_file, openflow, api_port, work, token_file,
+                                                 extra=controller_args))
         progress(f"bringing up fabric {topology.name}")
         fabric = fabric_up(topology, f"tcp:127.0.0.1:{openflow}")
         progress(f"starting {len(topology.computes)} agents")
