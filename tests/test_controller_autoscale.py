@@ -18,6 +18,7 @@ from controller.core.stats import InstanceRates, Rates
 from controller.service import ChainService
 from test_controller_service import FakeAgent, FakeSwitches
 from topologies.loader import load_topology
+from topologies.model import Topology
 
 TOPO = Path(__file__).resolve().parent.parent / "topologies" / "leaf-spine.yaml"
 CHAIN = """
@@ -39,9 +40,11 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def bed() -> tuple[ChainService, FakeAgent, FakeSwitches, Clock]:
-    topology = load_topology(TOPO)
+Bed = tuple[ChainService, FakeAgent, FakeSwitches, Clock]
+
+
+def make_bed(topology: Topology, chain: str = CHAIN) -> Bed:
+    """A service with every switch up, agents that boot at once, and ``chain`` active."""
     agent = FakeAgent()
     agent.auto = True
     switches = FakeSwitches({s.dpid for s in topology.switches})
@@ -50,9 +53,15 @@ def bed() -> tuple[ChainService, FakeAgent, FakeSwitches, Clock]:
                            sleep=lambda seconds: None, drain_timeout=30)
     for switch in topology.switches:
         service.switch_up(switch.dpid, {n: f"p{n}" for n in range(1, 6)})
-    service.create(load_chains(CHAIN, "scaled.yaml"))
+    service.create(load_chains(chain, "scaled.yaml"))
     service.wait(["scaled"], 5)
+    assert service.status["scaled"].state == "active"
     return service, agent, switches, clock
+
+
+@pytest.fixture
+def bed() -> Bed:
+    return make_bed(load_topology(TOPO))
 
 
 def observe(service: ChainService, clock: Clock, pps: list[float]) -> None:
@@ -145,14 +154,8 @@ def test_steady_load_near_the_threshold_scales_out_once_and_holds(bed) -> None:
 
 def test_no_room_for_another_instance_is_an_event_and_changes_nothing() -> None:
     topology = load_topology(TOPO)
-    topology = dataclasses.replace(topology, computes=tuple(dataclasses.replace(c, capacity=1)
-                                                            for c in topology.computes[:1]))
-    agent = FakeAgent()
-    agent.auto = True
-    clock = Clock()
-    service = ChainService(topology, agents=lambda address: agent, now=clock, sleep=lambda s: None)
-    service.create(load_chains(CHAIN, "scaled.yaml"))
-    service.wait(["scaled"], 5)
+    service, _, _, clock = make_bed(dataclasses.replace(topology, computes=tuple(
+        dataclasses.replace(c, capacity=1) for c in topology.computes[:1])))
     observe(service, clock, [2500])
     assert actions(service) == ["scale-out-failed"]
     assert "no compute host has room" in service.events_view("scaled")[0]["reason"]
@@ -169,12 +172,7 @@ def test_metrics_are_prometheus_text_with_rates_and_counts(bed) -> None:
 
 
 def test_flows_of_a_hop_without_autoscaling_are_not_pinned() -> None:
-    topology = load_topology(TOPO)
-    agent = FakeAgent()
-    agent.auto = True
-    service = ChainService(topology, agents=lambda address: agent, sleep=lambda s: None)
-    service.create(load_chains(CHAIN.replace("max: 3", "max: 1").replace("out_above: 1000, in_below: 300, ", ""),
-                               "fixed.yaml"))
-    service.wait(["scaled"], 5)
+    service, _, _, _ = make_bed(load_topology(TOPO), CHAIN.replace("max: 3", "max: 1").replace(
+        "out_above: 1000, in_below: 300, ", ""))
     flows = service.installed.flows.values()
     assert not any(f.table_id in (TABLE_PIN, TABLE_PICK) for f in flows)
