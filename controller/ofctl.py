@@ -12,12 +12,16 @@ from controller.core.ofmsg import (
     Flow,
     Group,
     GroupAction,
+    Learn,
     MatchValue,
+    Multipath,
     Output,
     PopMpls,
     PushMpls,
+    Resubmit,
     SetField,
 )
+from controller.ofwire import Pins, field_int, learn_pins
 
 OFPP_IN_PORT = 0xFFFFFFF8
 
@@ -39,7 +43,19 @@ def match_text(name: str, value: MatchValue) -> str:
     return f"{field_name(name)}={_value(value)}"
 
 
-def action_text(action: Action) -> str:
+def _learn_text(learn: Learn, pins: Pins) -> str:
+    pinned = dict(pins)
+    args = [f"table={learn.table_id}", f"priority={learn.priority}", f"cookie={learn.cookie:#x}",
+            f"idle_timeout={learn.idle_timeout}", f"fin_idle_timeout={learn.fin_idle_timeout}"]
+    # A pinned field is matched as the constant (see ofwire.learn_pins), the others copy the packet's value.
+    args += [match_text(name, pinned[name]) if name in pinned else f"{field_name(name)}[]" for name in learn.copy]
+    # learn's load takes only an integer, not an address.
+    args += [f"load:{field_int(name, value):#x}->{field_name(name)}[]" for name, value in learn.load]
+    return f"learn({','.join(args)})"
+
+
+def action_text(action: Action, pins: Pins = ()) -> str:
+    """One action; ``pins`` (from ofwire.learn_pins) only matter to a Learn."""
     if isinstance(action, Output):
         return "in_port" if action.port == OFPP_IN_PORT else f"output:{action.port}"
     if isinstance(action, GroupAction):
@@ -50,6 +66,12 @@ def action_text(action: Action) -> str:
         return f"push_mpls:{action.ethertype:#06x}"
     if isinstance(action, PopMpls):
         return f"pop_mpls:{action.ethertype:#06x}"
+    if isinstance(action, Resubmit):
+        return f"resubmit(,{action.table_id})"
+    if isinstance(action, Multipath):
+        return f"multipath(symmetric_l3l4+udp,{action.basis},hrw,{action.n_links},0,{action.dst}[0..15])"
+    if isinstance(action, Learn):
+        return _learn_text(action, pins)
     raise TypeError(f"not an action: {action!r}")
 
 
@@ -57,7 +79,7 @@ def flow_line(flow: Flow) -> str:
     """One ``ovs-ofctl add-flows`` line (the dpid is the caller's: one file per bridge)."""
     head = [f"table={flow.table_id}", f"priority={flow.priority}", f"cookie={flow.cookie:#x}"]
     head += [match_text(name, value) for name, value in flow.match]
-    actions = [action_text(a) for a in flow.actions]
+    actions = [action_text(a, p) for a, p in zip(flow.actions, learn_pins(flow.match, flow.actions))]
     if flow.goto_table is not None:
         actions.append(f"goto_table:{flow.goto_table}")
     return ",".join(head) + ",actions=" + (",".join(actions) or "drop")

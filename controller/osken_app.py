@@ -29,7 +29,7 @@ try:
     from os_ken.base import app_manager
     from os_ken.controller import ofp_event
     from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
-    from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+    from os_ken.ofproto import nicira_ext, ofproto_v1_3, ofproto_v1_3_parser
 
     PROJECT = "os_ken"
     OFP_HANDLER = "os_ken.controller.ofp_handler"
@@ -39,7 +39,7 @@ except ImportError:  # pragma: no cover - the Ryu fallback is not installed here
     from ryu.base import app_manager  # type: ignore[no-redef]
     from ryu.controller import ofp_event  # type: ignore[no-redef]
     from ryu.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls  # type: ignore[no-redef]
-    from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser  # type: ignore[no-redef]
+    from ryu.ofproto import nicira_ext, ofproto_v1_3, ofproto_v1_3_parser  # type: ignore[no-redef]
 
     PROJECT = "ryu"
     OFP_HANDLER = "ryu.controller.ofp_handler"
@@ -54,11 +54,14 @@ from controller.core.ofmsg import (
     FlowMod,
     GroupAction,
     GroupMod,
+    Learn,
     MatchValue,
     Message,
+    Multipath,
     Output,
     PopMpls,
     PushMpls,
+    Resubmit,
     SetField,
     dpid_of,
     match,
@@ -83,7 +86,20 @@ GROUP_TYPES = {"all": ofp.OFPGT_ALL, "select": ofp.OFPGT_SELECT, "indirect": ofp
 
 # ---- translation (pure) ---------------------------------------------------------------
 
-def _action(action: Action) -> Any:
+def _learn(learn: Learn, pins: ofwire.Pins) -> Any:
+    """NXActionLearn; a copied field the flow pins (ofwire.learn_pins) is matched as that constant."""
+    pinned = dict(pins)
+    specs = [parser.NXFlowSpecMatch(src=ofwire.field_int(name, pinned[name]) if name in pinned else (name, 0),
+                                    dst=(name, 0), n_bits=ofwire.field_bits(name))
+             for name in learn.copy]
+    specs += [parser.NXFlowSpecLoad(src=ofwire.field_int(name, value), dst=(name, 0), n_bits=ofwire.field_bits(name))
+              for name, value in learn.load]
+    return parser.NXActionLearn(table_id=learn.table_id, specs=specs, idle_timeout=learn.idle_timeout,
+                                hard_timeout=0, priority=learn.priority, cookie=learn.cookie, flags=0,
+                                fin_idle_timeout=learn.fin_idle_timeout, fin_hard_timeout=0)
+
+
+def _action(action: Action, pins: ofwire.Pins = ()) -> Any:
     if isinstance(action, Output):
         return parser.OFPActionOutput(action.port, ofp.OFPCML_NO_BUFFER)
     if isinstance(action, GroupAction):
@@ -94,13 +110,24 @@ def _action(action: Action) -> Any:
         return parser.OFPActionPushMpls(action.ethertype)
     if isinstance(action, PopMpls):
         return parser.OFPActionPopMpls(action.ethertype)
+    if isinstance(action, Resubmit):
+        return parser.NXActionResubmitTable(in_port=ofp.OFPP_IN_PORT & 0xFFFF, table_id=action.table_id)
+    if isinstance(action, Multipath):
+        # os-ken 4.2 names no nx_hash_fields past SYMMETRIC_L4.
+        return parser.NXActionMultipath(fields=ofwire.NX_HASH_FIELDS_SYMMETRIC_L3L4_UDP, basis=action.basis,
+                                        algorithm=nicira_ext.NX_MP_ALG_HRW, max_link=action.n_links - 1, arg=0,
+                                        ofs_nbits=nicira_ext.ofs_nbits(0, 15), dst=action.dst)
+    if isinstance(action, Learn):
+        return _learn(action, pins)
     raise TypeError(f"not an action: {action!r}")
 
 
 def _instructions(flow: Flow) -> list[Any]:
     out = []
     if flow.actions:
-        out.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [_action(a) for a in flow.actions]))
+        pins = ofwire.learn_pins(flow.match, flow.actions)
+        out.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
+                                                [_action(a, p) for a, p in zip(flow.actions, pins)]))
     if flow.goto_table is not None:
         out.append(parser.OFPInstructionGotoTable(flow.goto_table))
     return out

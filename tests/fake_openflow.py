@@ -26,7 +26,21 @@ The switch model follows OpenFlow 1.3.x where our flows depend on it:
 - groups: ``all`` runs every bucket on a copy, ``indirect`` its one bucket,
   ``select`` one bucket chosen by a hash of the addresses, protocol and TCP
   ports (as Open vSwitch's default, which leaves out UDP ports); deleting a
-  group deletes the flows that use it.
+  group deletes the flows that use it;
+- Open vSwitch's extensions, as it runs them: registers ``reg0``..``reg7``
+  are 0 when a packet enters a switch and are gone when it leaves;
+  ``Resubmit`` runs the actions of the entry it finds in another table (and
+  that entry's goto_table) and goes on, a miss does nothing, nesting deeper
+  than 64 is an error; ``Multipath`` writes a link number chosen by highest
+  random weight over a symmetric hash of the IPv4 addresses, protocol and
+  TCP/UDP ports (both directions of a flow pick the same link; one link more
+  moves about 1/n of the flows); ``Learn`` adds (or replaces) a flow that
+  matches the packet's current values of its fields and loads its constants,
+  with the Learn's cookie (its timeouts are not modelled).  A flow carrying a
+  Learn is refused as Open vSwitch refuses it: every field the learned flow
+  copies from the packet needs its prerequisites in the flow's own match,
+  and every field of the learned flow needs them among the constant fields
+  before it (controller/ofwire.learn_pins says which copies go as constants).
 
 ``FakeFabric`` wires switches by the topology's links and walks a packet from
 a host port: at a compute port it plays the compute host's learning switch
@@ -39,6 +53,7 @@ switches it crossed and why any copy was lost.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -47,14 +62,18 @@ from functools import lru_cache
 from typing import Any
 
 from controller.core.ofmsg import (OFPG_ALL, OFPP_IN_PORT, OFPTT_ALL, Barrier, DeleteFlows, DeleteGroups, Flow,
-                                   FlowMod, Group, GroupAction, GroupMod, Message, Output, PopMpls, PushMpls,
-                                   SetField)
+                                   FlowMod, Group, GroupAction, GroupMod, Learn, Message, Multipath, Output, PopMpls,
+                                   PushMpls, Resubmit, SetField, match)
 from controller.core.placement import InstanceSpec
 from controller.core.ofmsg import dpid_of
+from controller.ofwire import learn_pins
 from topologies.model import Topology
 
 ETH_IP, ETH_ARP, ETH_MPLS, ETH_MPLS_MC, ETH_IPV6 = 0x0800, 0x0806, 0x8847, 0x8848, 0x86DD
 MAX_STEPS = 64
+MAX_RESUBMIT_DEPTH = 64            # Open vSwitch's limit on nested resubmits
+REGISTERS = tuple(f"reg{i}" for i in range(8))
+MULTIPATH_BITS = 0xFFFF            # Multipath writes the low 16 bits of its register
 
 # field -> (bit width, maskable, prerequisite field, allowed prerequisite values)
 FIELDS: dict[str, tuple[int, bool, str | None, tuple[int, ...]]] = {
@@ -76,6 +95,7 @@ FIELDS: dict[str, tuple[int, bool, str | None, tuple[int, ...]]] = {
     "arp_sha": (48, True, "eth_type", (ETH_ARP,)),
     "arp_tha": (48, True, "eth_type", (ETH_ARP,)),
     "mpls_label": (20, False, "eth_type", (ETH_MPLS, ETH_MPLS_MC)),
+    **{reg: (32, True, None, ()) for reg in REGISTERS},
 }
 
 
@@ -98,6 +118,51 @@ def to_int(name: str, value: Any) -> int:
     if name.startswith(("eth_src", "eth_dst")) or value.count(":") == 5:
         return int(value.replace(":", ""), 16)
     return int(ipaddress.IPv4Address(value))
+
+
+def _prereqs_ok(name: str, values: Mapping[str, Any]) -> bool:
+    """Whether exact field ``values`` satisfy ``name``'s prerequisites, all the way down (tcp_src: ip_proto, eth_type)."""
+    _, _, prereq, allowed = FIELDS[name]
+    return prereq is None or (values.get(prereq) in allowed and _prereqs_ok(prereq, values))
+
+
+def _check_learns(flow: Flow) -> None:
+    """Open vSwitch's checks of a flow's Learn actions (learn_check in its lib/learn.c)."""
+    exact = {name: value for name, value in flow.match if not isinstance(value, tuple)}
+    for action, pins in zip(flow.actions, learn_pins(flow.match, flow.actions)):
+        if not isinstance(action, Learn):
+            continue
+        pinned = dict(pins)
+        constants: dict[str, Any] = {}    # the learned flow's constant fields so far
+        for name in action.copy:
+            if name not in FIELDS:
+                raise OFError(f"OFPBAC_BAD_SET_TYPE: learn of unknown field {name}")
+            if name not in pinned and not _prereqs_ok(name, exact):
+                raise OFError(f"OFPBAC_MATCH_INCONSISTENT: learn copies {name}, whose prerequisites the flow "
+                              f"does not match")
+            if not _prereqs_ok(name, constants):
+                raise OFError(f"OFPBAC_MATCH_INCONSISTENT: the learned flow's {name} lacks its prerequisites "
+                              f"among the constant fields before it")
+            if name in pinned:
+                constants[name] = pinned[name]
+        for name, _ in action.load:
+            if name not in FIELDS or not _prereqs_ok(name, constants):
+                raise OFError(f"OFPBAC_MATCH_INCONSISTENT: learn loads {name} without its prerequisites")
+
+
+def multipath_link(packet: Mapping[str, Any], n_links: int, basis: int = 0) -> int:
+    """The link Multipath picks: highest random weight over a symmetric hash of the flow's L3/L4 fields.
+
+    Not Open vSwitch's hash function, but its properties: both directions of
+    a flow hash alike (addresses and ports sorted), and each link's weight
+    depends only on the flow and the link, so one more link takes ~1/n flows.
+    """
+    ports = next(((packet[a], packet[b]) for a, b in (("tcp_src", "tcp_dst"), ("udp_src", "udp_dst"))
+                  if a in packet), ())
+    addresses = tuple(to_int(f, packet[f]) for f in ("ipv4_src", "ipv4_dst") if f in packet)
+    key = repr((basis, sorted(addresses), packet.get("ip_proto"), sorted(ports))).encode()
+    return max(range(n_links),
+               key=lambda link: hashlib.blake2b(key + link.to_bytes(2, "big"), digest_size=8).digest())
 
 
 def _compile_match(flow: Flow) -> tuple[tuple[str, int, int], ...]:
@@ -168,6 +233,9 @@ class FakeSwitch:
         for action in flow.actions:
             if isinstance(action, GroupAction) and action.group_id not in self.groups:
                 raise OFError(f"OFPBAC_BAD_OUT_GROUP {action.group_id}")
+            if isinstance(action, Multipath) and (action.dst not in REGISTERS or not 1 <= action.n_links <= 0x10000):
+                raise OFError(f"OFPBAC_BAD_ARGUMENT {action!r}")
+        _check_learns(flow)
         if mod.command == "add":
             table[key] = _Entry(flow, _compile_match(flow))
         elif mod.command == "modify_strict":
@@ -225,23 +293,29 @@ class FakeSwitch:
     def process(self, packet: Mapping[str, Any], in_port: int,
                 choose: Choose | None = None) -> list[tuple[int, dict[str, Any]]]:
         """The (port, packet) copies the switch sends for a packet that came in on ``in_port``."""
-        pkt = dict(packet, in_port=in_port)
+        pkt = dict(packet, in_port=in_port, **dict.fromkeys(REGISTERS, 0))
         out: list[tuple[int, dict[str, Any]]] = []
-        table_id: int | None = 0
+        self._pipeline(0, pkt, out, choose, 0)
+        return out
+
+    def _pipeline(self, table_id: int | None, pkt: dict[str, Any], out: list[tuple[int, dict[str, Any]]],
+                  choose: Choose | None, depth: int) -> None:
+        """Look up, run the actions, follow goto_table, from ``table_id`` on."""
         while table_id is not None:
             entry = self.lookup(table_id, pkt, choose)
             if entry is None:
-                break
-            self._run(entry.flow.actions, pkt, out)
+                return
+            self._run(entry.flow.actions, pkt, out, choose, depth)
             table_id = entry.flow.goto_table
-        return out
 
-    def _run(self, actions: Iterable[Any], pkt: dict[str, Any], out: list[tuple[int, dict[str, Any]]]) -> None:
+    def _run(self, actions: Iterable[Any], pkt: dict[str, Any], out: list[tuple[int, dict[str, Any]]],
+             choose: Choose | None = None, depth: int = 0) -> None:
         for action in actions:
             if isinstance(action, Output):
                 port = pkt["in_port"] if action.port == OFPP_IN_PORT else action.port
                 if action.port != pkt["in_port"]:
-                    out.append((port, {k: v for k, v in pkt.items() if k != "in_port"}))
+                    # in_port and the registers are the switch's, not the packet's.
+                    out.append((port, {k: v for k, v in pkt.items() if k != "in_port" and k not in REGISTERS}))
             elif isinstance(action, SetField):
                 _, _, prereq, allowed = FIELDS[action.field]
                 if prereq is not None and pkt.get(prereq) not in allowed:
@@ -266,11 +340,30 @@ class FakeSwitch:
                         del pkt[key]
                 pkt["eth_type"] = action.ethertype
             elif isinstance(action, GroupAction):
-                self._group(self.groups[action.group_id], pkt, out)
+                self._group(self.groups[action.group_id], pkt, out, choose, depth)
+            elif isinstance(action, Resubmit):
+                if depth >= MAX_RESUBMIT_DEPTH:
+                    raise OFError(f"resubmit nested deeper than {MAX_RESUBMIT_DEPTH} (Open vSwitch drops the packet)")
+                self._pipeline(action.table_id, pkt, out, choose, depth + 1)
+            elif isinstance(action, Multipath):
+                link = multipath_link(pkt, action.n_links, action.basis)
+                pkt[action.dst] = pkt[action.dst] & ~MULTIPATH_BITS | link
+            elif isinstance(action, Learn):
+                self._learn(action, pkt)
             else:
                 raise OFError(f"unknown action {action!r}")
 
-    def _group(self, group: Group, pkt: dict[str, Any], out: list[tuple[int, dict[str, Any]]]) -> None:
+    def _learn(self, learn: Learn, pkt: Mapping[str, Any]) -> None:
+        """Add the flow ``learn`` makes for this packet; one with the same match is replaced (cookie included)."""
+        missing = [name for name in learn.copy if name not in pkt]
+        if missing:
+            raise OFError(f"learn copies {missing}, which the packet does not have")
+        flow = Flow(self.dpid, learn.table_id, learn.priority, match(**{name: pkt[name] for name in learn.copy}),
+                    tuple(SetField(name, value) for name, value in learn.load), None, learn.cookie)
+        self.tables.setdefault(flow.table_id, {})[(flow.priority, flow.match)] = _Entry(flow, _compile_match(flow))
+
+    def _group(self, group: Group, pkt: dict[str, Any], out: list[tuple[int, dict[str, Any]]],
+               choose: Choose | None = None, depth: int = 0) -> None:
         if group.type == "select":
             key = tuple(pkt.get(f) for f in ("eth_src", "eth_dst", "ipv4_src", "ipv4_dst", "ip_proto",
                                              "tcp_src", "tcp_dst"))
@@ -278,12 +371,12 @@ class FakeSwitch:
             pick = zlib.crc32(repr(key).encode()) % sum(weights)
             for bucket in group.buckets:
                 if pick < bucket.weight:
-                    self._run(bucket.actions, dict(pkt), out)
+                    self._run(bucket.actions, dict(pkt), out, choose, depth)
                     return
                 pick -= bucket.weight
         elif group.type in ("all", "indirect"):
             for bucket in group.buckets:
-                self._run(bucket.actions, dict(pkt), out)
+                self._run(bucket.actions, dict(pkt), out, choose, depth)
         else:
             raise OFError(f"group type {group.type} not modelled")
 

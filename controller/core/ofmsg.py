@@ -87,6 +87,14 @@ class Learn:
     ``load`` into its field (the whole field).  It expires after
     ``idle_timeout`` seconds without packets, or ``fin_idle_timeout`` once a
     TCP FIN or RST was seen (0: no such rule).
+
+    Open vSwitch's conditions: the flow holding the Learn must match the
+    prerequisites of every copied field (``ipv4_src``: eth_type 0x0800), and
+    each field of the learned flow needs its prerequisites among the
+    *constant* fields before it.  The encoders send a copied field that the
+    flow matches exactly as that constant (controller/ofwire.learn_pins), so
+    copying ``eth_type`` and ``ip_proto`` first, from a flow that matches
+    them exactly, meets both.
     """
 
     table_id: int
