@@ -282,10 +282,12 @@ def _line(hosts: Sequence[int], computes: Sequence[int]) -> Topology:
     return make_topology(3, [(0, 1), (1, 2)], hosts, computes)
 
 
-def _chain(name: str = "web", hops: int = 2, instances: int = 1, **kw: Any) -> Chain:
+def _chain(name: str = "web", hops: int = 2, instances: int = 1, most: int | None = None, **kw: Any) -> Chain:
+    """Hops of ``instances`` instances each; autoscaled up to ``most`` when that is given."""
     classifier = kw.pop("classifier", Classifier(ipaddress.ip_network("10.0.0.0/30"),
                                                   ipaddress.ip_network("10.0.0.4/30")))
-    return Chain(name, classifier, tuple(Hop(f"h{k}", "passthrough", scaling=Scaling(instances, 4))
+    scaling = Scaling(instances, most or instances)
+    return Chain(name, classifier, tuple(Hop(f"h{k}", "passthrough", scaling=scaling)
                                          for k in range(hops)), **kw)
 
 
