@@ -42,7 +42,7 @@ from chains.loader import find_overlaps
 from chains.model import Chain, ChainSet, CustomFunction
 from controller.agents import AgentClient, AgentError
 from controller.core import cookies
-from controller.core.compiler import Desired, compile_fabric, is_autoscaled, pin_cleanup
+from controller.core.compiler import Desired, compile_fabric, is_autoscaled
 from controller.core.metrics import Family, render
 from controller.core.scaler import Decision, Scaler
 from controller.core.stats import Rates
@@ -157,7 +157,6 @@ class ChainService:
         self.rates: Rates | None = None                    # the last round of statistics
         self.events: dict[str, deque[dict[str, Any]]] = {}
         self.scaled: dict[str, tuple[str, int]] = {}       # instances booted by a scale-out -> (chain, hop)
-        self.pinned: dict[str, int] = {}                   # instances of autoscaled hops -> their chain id
         self.installed: Desired = compile_fabric(topology, [], Placement(), ())
         self.connected: dict[int, dict[int, str]] = {}    # dpid -> port number -> name
         self.port_problems: dict[int, list[str]] = {}
@@ -422,9 +421,6 @@ class ChainService:
         more: called with the lock held, after the switches confirmed those flows."""
         self.releasing.append(spec)
         self.draining.pop(spec.id, None)
-        chain_id = self.pinned.pop(spec.id, None)
-        if chain_id is not None:
-            self._send(pin_cleanup(self.topology, chain_id, spec))
         self._spawn(self._release, spec)
 
     def _release(self, spec: InstanceSpec) -> None:
@@ -630,10 +626,6 @@ class ChainService:
         """Compile with the instances that are ready, send the diff, update the chains' states."""
         chains, placement, old = self._serving()
         desired = compile_fabric(self.topology, chains, placement, self._ready(), self.draining)
-        for chain in chains:
-            for k in range(len(chain.hops)):
-                if is_autoscaled(chain, k):
-                    self.pinned.update((s.id, desired.chain_ids[chain.name]) for s in placement[chain.name, k])
         messages = diff(self.installed, desired)
         result = self._send(messages)
         self.installed = desired

@@ -66,23 +66,26 @@ flow keeps the instance it started on (migration avoidance).  Every place
 that steers into such a hop (a *stage*: chain, hop, direction) runs, on its
 switch, with Open vSwitch extensions::
 
-    reg1, reg2 := the stage's key; resubmit(PIN); resubmit(HANDOFF)
+    reg1, reg2 := the stage's key (see stage_key); resubmit(PIN); resubmit(HANDOFF)
     table 3  PIN      learned: this flow's 5-tuple and stage -> reg0 := label
                       else, per protocol (TCP, UDP, other IP) and stage:
                       multipath(symmetric hash, n pickable instances) -> reg3;
                       resubmit(PICK)
     table 4  PICK     (stage, reg3 = link i): learn the flow's pin for the
                       i-th pickable instance, reg0 := its label
-    table 5  HANDOFF  reg0 = label -> the steering to that instance (hand-in
-                      or MPLS push), as for a fixed hop
+    table 5  HANDOFF  (stage, reg0 = label) -> the steering to that instance
+                      (hand-in or MPLS push), as for a fixed hop; else, per
+                      stage: a pin to an instance the stage no longer has
+                      (a chain re-created, a missed deletion) picks again
 
 The hash is symmetric, so both directions of a new flow pick the same
 instance; pins (idle timeout ``PIN_IDLE_S``, or ``PIN_FIN_IDLE_S`` after a TCP
 FIN) keep a flow on its instance when instances are added, and on a
 *draining* instance (see ``compile_fabric``), which is no longer picked but
 keeps its hand-over and return flows until its flows are gone.  The
-learned pins carry their instance's cookie, so releasing an instance
-deletes them (``pin_cleanup``).
+learned pins carry their instance's cookie; when an instance's hand-over
+goes, the diff deletes its pins first (see controller/core/diff.py), so
+that its flows pick again before its return flows go.
 
 Port ranges.  OpenFlow 1.3 has no range match.  A range of at most
 ``EXACT_PORTS`` ports becomes exact matches; a wider one becomes the minimal
@@ -123,8 +126,8 @@ from controller.core import cookies
 from controller.core.errors import PlanError
 from controller.core.fabric import Fabric, fabric_for
 from controller.core.gcpause import gc_paused
-from controller.core.ofmsg import (OFPP_IN_PORT, Action, DeleteFlows, Flow, Group, Learn, MatchValue, Multipath,
-                                   Output, PopMpls, PushMpls, Resubmit, SetField, match)
+from controller.core.ofmsg import (OFPP_IN_PORT, Action, Flow, Group, Learn, MatchValue, Multipath, Output, PopMpls,
+                                   PushMpls, Resubmit, SetField, match)
 from controller.core.placement import InstanceSpec, Placement
 from topologies.model import ComputeHost, Host, Topology
 
@@ -145,6 +148,7 @@ PRIO_PINNED = 300            # learned pins, table 3
 PRIO_PICK_L4 = 200           # tables 3 and 4: TCP and UDP flows (pinned by their ports)
 PRIO_PICK_IP = 100           # tables 3 and 4: other IP flows (pinned by their addresses)
 PRIO_HANDOFF = 100           # table 5; + 1 when the packet came in on the instance's own port
+PRIO_REPICK = 50             # table 5: a stale pin
 LEVEL_STRIDE = 32
 MAX_LEVELS = (0xFFFF - PRIO_CLASSIFY) // LEVEL_STRIDE
 
@@ -153,6 +157,7 @@ ETH_ARP = 0x0806
 ETH_MPLS = 0x8847
 ARP_REQUEST, ARP_REPLY = 1, 2
 EXACT_PORTS = 16
+STAGE_RANKS = 4              # ranks per chain stage: returns, then an autoscaled stage's hand-over, pick, pin
 PIN_IDLE_S = 30              # a pinned flow silent this long picks again (a new flow, as far as we know)
 PIN_FIN_IDLE_S = 2           # after a TCP FIN or RST
 REG_LABEL, REG_STAGE_HI, REG_STAGE_LO, REG_LINK = "reg0", "reg1", "reg2", "reg3"
@@ -213,12 +218,6 @@ def is_autoscaled(chain: Chain, hop_index: int) -> bool:
     """Whether the hop's instance count may change while it runs (its flows are then pinned)."""
     scaling = chain.hops[hop_index].scaling
     return scaling.max > scaling.min
-
-
-def pin_cleanup(topology: Topology, chain_id: int, spec: InstanceSpec) -> list[DeleteFlows]:
-    """Delete, on every switch, the pins switches learned for a released instance."""
-    exact = cookies.cookie(chain_id, spec.hop_index, spec.index)
-    return [DeleteFlows(s.dpid, exact, 0xFFFFFFFFFFFFFFFF, TABLE_PIN) for s in topology.switches]
 
 
 def _compile(topology: Topology, chains: list[Chain], placement: Placement, ready: Collection[str],
@@ -413,17 +412,18 @@ class _ChainCompiler:
         n = len(fabric.topology.switches)
         self.rank_restore = n + 1            # as the topology's own restore flows
         self.rank_label = n + 2              # hand-over; transit adds its distance
-        self.rank_handoff = 2 * n + 2        # autoscaled hops: above every label transit
-        self.rank_pick = 2 * n + 3
-        self.rank_pin = 2 * n + 4
-        self.rank_return = 2 * n + 5         # exit; each earlier stage adds one
-        self.rank_drop = self.rank_return + cookies.MAX_HOPS + 1
+        # Exit; each earlier stage adds STAGE_RANKS, room for the pin, pick and hand-over
+        # flows of an autoscaled stage between its instances' returns and the flows that
+        # steer into it (see _stage_flows).
+        self.rank_return = 2 * n + 3
+        self.rank_drop = self.rank_return + STAGE_RANKS * (cookies.MAX_HOPS + 1) + 1
         self.labelled: set[tuple[int, str]] = set()
         self.current = ""                    # the chain being compiled, for errors
         self.steering: dict[tuple[str, str, bool], tuple[Action, ...]] = {}
         self.autoscaled: set[int] = set()    # hop indexes of the chain being compiled
+        self.chain_obj: Chain | None = None  # the chain being compiled
+        self.stages: dict[int, tuple[str, int, bool]] = {}   # stage key -> (chain, hop, direction): collisions
         self.stage_tables: set[tuple[str, int]] = set()   # (switch, stage key) with pin and pick flows
-        self.handoffs: set[tuple[str, str]] = set()       # (switch, instance id)
 
     def add(self, flow: Flow, rank: int) -> None:
         key = (flow.dpid, flow.table_id, flow.priority, flow.match)
@@ -477,6 +477,7 @@ class _ChainCompiler:
     def chain(self, chain: Chain, placement: Placement, ready: Collection[str], level: int) -> None:
         self.current = chain.name
         self.autoscaled = {k for k in range(len(chain.hops)) if is_autoscaled(chain, k)}
+        self.chain_obj = chain
         stages: list[tuple[InstanceSpec, ...]] = []
         missing = []
         for k, hop in enumerate(chain.hops):
@@ -515,7 +516,7 @@ class _ChainCompiler:
             self._ingress(cid, level, d, d.stages[0])
             for j, specs in enumerate(d.stages):
                 following = d.stages[j + 1] if j + 1 < len(d.stages) else None
-                rank = self.rank_return + len(d.stages) - 1 - j
+                rank = self.rank_return + STAGE_RANKS * (len(d.stages) - 1 - j)
                 for spec in specs:
                     self._return(chain, cid, d, spec, following, rank)
         if stages and not closed:
@@ -534,7 +535,8 @@ class _ChainCompiler:
         priority = PRIO_CLASSIFY + LEVEL_STRIDE * level + 16 * d.forward + bits
         # Dropping breaks a path: it goes in after every flow that makes one (a packet another
         # chain is taking over must not be dropped meanwhile).
-        rank = self.rank_drop if first is None and goto is None else self.rank_return + len(d.stages)
+        rank = self.rank_drop if first is None and goto is None else \
+            self.rank_return + STAGE_RANKS * len(d.stages)
         cookie = cookies.cookie(cid)
         # Going forward the source host's own address picks the instance; coming back, the
         # masked destination (the client) does, the same for every host.
@@ -550,7 +552,7 @@ class _ChainCompiler:
                 if first is None:
                     actions: tuple[Action, ...] = ()
                 elif pinned:
-                    actions = self._pick(host.switch, cid, d.forward, first)
+                    actions = self._pick(host.switch, cid, d.forward, first, rank)
                 else:
                     actions = self._steer(host.switch, host.port, first[which])
                 addresses: Items = (("ipv4_src", ip),) if dst_value is None else \
@@ -586,7 +588,7 @@ class _ChainCompiler:
                 actions: tuple[Action, ...] = ()
                 goto: int | None = TABLE_RESTORE
             elif pinned:
-                actions = self._pick(compute.switch, cid, d.forward, following)
+                actions = self._pick(compute.switch, cid, d.forward, following, rank)
                 goto = None
             else:
                 actions = self._steer(compute.switch, compute.port, following[slot % n])
@@ -597,29 +599,45 @@ class _ChainCompiler:
                 fields = head + proto + addresses + ports
                 self.add(Flow(dpid, TABLE_STEER, priority, fields, actions, goto, cookie), rank)
 
-    def _pick(self, switch: str, cid: int, forward: bool, stage: tuple[InstanceSpec, ...]) -> tuple[Action, ...]:
-        """Actions at ``switch`` that take a packet to its flow's instance of an autoscaled ``stage``."""
-        key = cid << 16 | stage[0].hop_index << 8 | int(forward)
+    def _pick(self, switch: str, cid: int, forward: bool, stage: tuple[InstanceSpec, ...],
+              rank: int) -> tuple[Action, ...]:
+        """Actions at ``switch`` that take a packet to its flow's instance of an autoscaled ``stage``.
+
+        ``rank`` is that of the flows doing it (see _stage_flows).
+        """
+        assert self.chain_obj is not None
+        hop = stage[0].hop_index
+        key = stage_key(self.chain_obj, hop, forward)
+        owner = self.stages.setdefault(key, (self.chain_obj.name, hop, forward))
+        if owner != (self.chain_obj.name, hop, forward):
+            raise PlanError(self.current, f"the stage key of hop {hop} collides with that of {owner}")
         high, low = key >> 32, key & 0xFFFFFFFF
         if (switch, key) not in self.stage_tables:
             self.stage_tables.add((switch, key))
-            self._stage_flows(switch, cid, high, low, stage)
+            self._stage_flows(switch, cid, high, low, stage, rank)
         return (SetField(REG_STAGE_HI, high), SetField(REG_STAGE_LO, low), Resubmit(TABLE_PIN),
                 Resubmit(TABLE_HANDOFF))
 
-    def _stage_flows(self, switch: str, cid: int, high: int, low: int, stage: tuple[InstanceSpec, ...]) -> None:
-        """The pick and pin flows of one stage on one switch, and the hand-overs of its instances."""
+    def _stage_flows(self, switch: str, cid: int, high: int, low: int, stage: tuple[InstanceSpec, ...],
+                     rank: int) -> None:
+        """The pick and pin flows of one stage on one switch, and the hand-overs of its instances.
+
+        Ranked below ``rank`` (the flows steering into the stage) and above the stage's
+        returns (``rank - STAGE_RANKS``): hand-over, then pick, then pin, so that an
+        instance is picked only once every flow its packets need is in place, and
+        the last to go.
+        """
+        rank_handoff, rank_pick, rank_pin = rank - 3, rank - 2, rank - 1
         dpid = self.dpid[switch]
         # A draining instance keeps its pinned flows but is picked for no new one; the
         # service never drains a hop's last instance.
         pickable = tuple(s for s in stage if s.id not in self.draining) or stage
         hop_cookie = cookies.cookie(cid, stage[0].hop_index)
+        pick = (Multipath(len(pickable), REG_LINK), Resubmit(TABLE_PICK))
         for protocol, priority, ports in _PICK_PROTOCOLS:
             proto = {} if protocol is None else {"ip_proto": protocol}
             by_stage = match(eth_type=ETH_IP, reg1=high, reg2=low, **proto)
-            self.add(Flow(dpid, TABLE_PIN, priority, by_stage, (Multipath(len(pickable), REG_LINK),
-                                                                 Resubmit(TABLE_PICK)), None, hop_cookie),
-                     self.rank_pin)
+            self.add(Flow(dpid, TABLE_PIN, priority, by_stage, pick, None, hop_cookie), rank_pin)
             copy = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", *ports, REG_STAGE_HI, REG_STAGE_LO)
             for link, spec in enumerate(pickable):
                 cookie = cookies.cookie(cid, spec.hop_index, spec.index)
@@ -627,25 +645,21 @@ class _ChainCompiler:
                               fin_idle_timeout=PIN_FIN_IDLE_S if protocol == PROTOCOLS["tcp"] else 0)
                 self.add(Flow(dpid, TABLE_PICK, priority, match(eth_type=ETH_IP, reg1=high, reg2=low, reg3=link,
                                                                 **proto),
-                              (learn, SetField(REG_LABEL, spec.label)), None, cookie), self.rank_pick)
+                              (learn, SetField(REG_LABEL, spec.label)), None, cookie), rank_pick)
+        # Re-picking learns a fresh pin over the stale one (same match), then hands over.
+        self.add(Flow(dpid, TABLE_HANDOFF, PRIO_REPICK, match(reg1=high, reg2=low), (*pick, Resubmit(TABLE_HANDOFF)),
+                      None, hop_cookie), rank_pin)
         for spec in stage:
-            self._handoff(switch, spec)
-
-    def _handoff(self, switch: str, spec: InstanceSpec) -> None:
-        """Table 5 at ``switch``: reg0 = ``spec``'s label -> steer the packet to it."""
-        if (switch, spec.id) in self.handoffs:
-            return
-        self.handoffs.add((switch, spec.id))
-        dpid = self.dpid[switch]
-        compute = self.compute[spec.compute]
-        cookie = cookies.cookie(self.desired.chain_ids[spec.chain], spec.hop_index, spec.index)
-        # in_port -1 is no port: the plain hand-in; a packet from the instance's own host port
-        # (the previous hop ran there) must leave by IN_PORT.
-        self.add(Flow(dpid, TABLE_HANDOFF, PRIO_HANDOFF, match(reg0=spec.label), self._steer(switch, -1, spec),
-                      None, cookie), self.rank_handoff)
-        if compute.switch == switch:
-            self.add(Flow(dpid, TABLE_HANDOFF, PRIO_HANDOFF + 1, match(in_port=compute.port, reg0=spec.label),
-                          self._steer(switch, compute.port, spec), None, cookie), self.rank_handoff)
+            cookie = cookies.cookie(cid, spec.hop_index, spec.index)
+            compute = self.compute[spec.compute]
+            # in_port -1 is no port: the plain hand-in; a packet from the instance's own host port
+            # (the previous hop ran there) must leave by IN_PORT.
+            self.add(Flow(dpid, TABLE_HANDOFF, PRIO_HANDOFF, match(reg0=spec.label, reg1=high, reg2=low),
+                          self._steer(switch, -1, spec), None, cookie), rank_handoff)
+            if compute.switch == switch:
+                self.add(Flow(dpid, TABLE_HANDOFF, PRIO_HANDOFF + 1,
+                              match(in_port=compute.port, reg0=spec.label, reg1=high, reg2=low),
+                              self._steer(switch, compute.port, spec), None, cookie), rank_handoff)
 
     def _steer(self, switch: str, in_port: int, target: InstanceSpec) -> tuple[Action, ...]:
         """Actions at ``switch`` that take a plain packet (arrived on ``in_port``) to ``target``."""
@@ -705,6 +719,20 @@ class _ChainCompiler:
 
     def _between(self, at: str | None, switch: str) -> list[str]:
         return [switch] if at is None else self.fabric.path(at, switch)
+
+
+def stage_key(chain: Chain, hop_index: int, forward: bool) -> int:
+    """64 bits naming one stage (chain, hop, direction) of one version of a chain's classification.
+
+    A hash of names, not of indexes, so that pins learned before an update
+    that inserts or removes hops still lead to the hop they were learned for;
+    and of the classifier, so that a chain whose classifier changes gets new
+    stages: its old classification flows, until they go, keep steering into
+    the old stages, whose instances return packets by the old return flows.
+    """
+    text = "\0".join((chain.name, chain.hops[hop_index].name, str(forward), repr(chain.classifier),
+                      str(chain.symmetric)))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 def nat_hops(chain: Chain) -> list[tuple[int, str]]:

@@ -10,7 +10,10 @@ switch without a barrier).  Phases:
    higher than that of every flow a packet can reach through it (see
    compiler), so nothing ever steers a packet into an entry that is missing;
 3. delete stale flows, one phase per rank, highest first: entry points go
-   before what they lead to;
+   before what they lead to; first of all, the pins switches learned for
+   instances whose hand-over goes (the entry points the diff does not
+   track: their flows pick another instance while the old one still
+   returns packets);
 4. delete stale groups.
 
 A changed flow (same table, priority and match) is replaced in place, never
@@ -24,9 +27,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from controller.core import cookies
-from controller.core.compiler import Desired
+from controller.core.compiler import TABLE_HANDOFF, TABLE_PIN, Desired
 from controller.core.gcpause import gc_paused
 from controller.core.ofmsg import Barrier, DeleteFlows, DeleteGroups, FlowMod, GroupMod, Message, dpid_of
+
+
+EXACT = 0xFFFFFFFFFFFFFFFF      # a cookie mask that selects one cookie
 
 
 def diff(installed: Desired, desired: Desired) -> list[Message]:
@@ -53,9 +59,13 @@ def _diff(installed: Desired, desired: Desired) -> list[Message]:
         _phase(out, sorted(adds[rank], key=_flow_order))
 
     deletes: dict[int, list[FlowMod]] = defaultdict(list)
+    unpinned: set[tuple[int, int]] = set()
     for key, flow in installed.flows.items():
         if key not in desired.flows:
             deletes[installed.ranks[key]].append(FlowMod("delete_strict", flow))
+            if flow.table_id == TABLE_HANDOFF and cookies.decode(flow.cookie).instance is not None:
+                unpinned.add((flow.dpid, flow.cookie))
+    _phase(out, [DeleteFlows(dpid, cookie, EXACT, TABLE_PIN) for dpid, cookie in sorted(unpinned)])
     for rank in sorted(deletes, reverse=True):
         _phase(out, sorted(deletes[rank], key=_flow_order))
 
@@ -81,7 +91,7 @@ def _flow_order(message: FlowMod) -> tuple[int, int, int, str]:
     return flow.dpid, flow.table_id, flow.priority, str(flow.match)
 
 
-def _phase(out: list[Message], messages: Iterable[FlowMod | GroupMod]) -> None:
+def _phase(out: list[Message], messages: Iterable[Message]) -> None:
     touched: set[int] = set()
     for message in messages:
         out.append(message)
