@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -45,7 +45,7 @@ from controller.core import cookies
 from controller.core.compiler import Desired, compile_fabric, is_autoscaled
 from controller.core.metrics import Family, render
 from controller.core.scaler import Decision, Scaler
-from controller.core.stats import Rates
+from controller.core.stats import InstanceRates, Rates
 from controller.core.diff import diff, resync
 from controller.core.errors import PlanError
 from controller.core.ofmsg import FlowMod, GroupMod, Message, dpid_of
@@ -68,6 +68,7 @@ DRAIN_GRACE_S = 0.5          # the wait instead, when its counters cannot be rea
 DRAIN_QUIET_S = 1.0
 DRAIN_TIMEOUT_S = 60.0       # ... or after this long anyway (its remaining flows pick another instance)
 MAX_EVENTS = 1000            # kept per chain
+OUT_RETRY_S = 10.0           # after a scale-out found no room, the hop waits this long before trying again
 
 
 class NotFound(Exception):
@@ -156,6 +157,8 @@ class ChainService:
         self.drain_timeout = drain_timeout
         self.rates: Rates | None = None                    # the last round of statistics
         self.events: dict[str, deque[dict[str, Any]]] = {}
+        self.event_counts: Counter[tuple[str, str, str]] = Counter()   # (chain, hop, action): for /v1/metrics
+        self.no_room: dict[tuple[str, int], float] = {}    # hops whose last scale-out found no room -> when
         self.scaled: dict[str, tuple[str, int]] = {}       # instances booted by a scale-out -> (chain, hop)
         self.installed: Desired = compile_fabric(topology, [], Placement(), ())
         self.connected: dict[int, dict[int, str]] = {}    # dpid -> port number -> name
@@ -203,6 +206,8 @@ class ChainService:
             plan = self._plan(rest, self.functions, ChainSet(), "<delete>")
             self._forget_scaling(name)
             self.events.pop(name, None)
+            for key in [key for key in self.event_counts if key[0] == name]:
+                del self.event_counts[key]
             self._commit(plan)
 
     def wait(self, names: Collection[str], timeout: float) -> None:
@@ -487,7 +492,7 @@ class ChainService:
                     if is_autoscaled(chain, k):
                         self._autoscale(chain, k, now)
 
-    def _instance_rates(self, spec: InstanceSpec) -> Any:
+    def _instance_rates(self, spec: InstanceSpec) -> InstanceRates | None:
         """The last rates of one instance (None: unknown)."""
         chain_id = self.installed.chain_ids.get(spec.chain)
         if self.rates is None or chain_id is None:
@@ -509,8 +514,10 @@ class ChainService:
     def _autoscale(self, chain: Chain, k: int, now: float) -> None:
         specs = self.placement.get((chain.name, k), ())
         taking = [s for s in specs if self.instances[s.id].state == RUNNING and s.id not in self.draining]
-        busy = any(self.instances[s.id].state == BOOTING or s.id in self.draining for s in specs)
         policy = chain.hops[k].scaling
+        failed_at = self.no_room.get((chain.name, k))
+        busy = any(self.instances[s.id].state == BOOTING or s.id in self.draining for s in specs) or \
+            (failed_at is not None and now < failed_at + OUT_RETRY_S)
         rate = self._hop_rate(chain, k, "in_pps" if policy.metric == "pps" else "in_bps")
         draining = [s for s in specs if s.id in self.draining]
         if draining and rate is not None and policy.out_above is not None and taking \
@@ -543,8 +550,9 @@ class ChainService:
                 del self.counts[key]
             else:
                 self.counts[key] = before
+            self.no_room[key] = self.now()
             self._event(decision.chain, decision.hop, "scale-out-failed", decision,
-                        reason=f"{decision.reason}; {exc.problems[0].message}")
+                        reason=f"{decision.reason}; {exc.problems[0].message}; next try in {OUT_RETRY_S:g} s")
             return
         new = [s for s in plan.placement[key] if s.id not in self.instances]
         self.scaled.update((s.id, key) for s in new)
@@ -593,6 +601,7 @@ class ChainService:
             event.update({"instances": decision.instances, "target": decision.target, "rate": decision.rate,
                           "per_instance": decision.per_instance})
         self.events.setdefault(chain, deque(maxlen=MAX_EVENTS)).append(event)
+        self.event_counts[chain, event["hop"], action] += 1
         log.info("chain %s hop %s: %s %s %s", chain, event["hop"], action, instance, event["reason"])
 
     def _forget_scaling(self, name: str) -> None:
@@ -600,6 +609,8 @@ class ChainService:
         self.scaler.forget(name)
         for key in [key for key in self.counts if key[0] == name]:
             del self.counts[key]
+        for key in [key for key in self.no_room if key[0] == name]:
+            del self.no_room[key]
 
     # ---- flows ------------------------------------------------------------------------------
 
@@ -834,7 +845,8 @@ class ChainService:
         with self._lock:
             rates: dict[str, list[tuple[dict[str, str], float | None]]] = {
                 f: [] for f in ("in_pps", "in_bps", "out_pps", "out_bps")}
-            counts, events = [], []
+            counts = []
+            events = [({"chain": c, "hop": h, "action": a}, n) for (c, h, a), n in sorted(self.event_counts.items())]
             for name, chain in sorted(self.chains.items()):
                 for k, hop in enumerate(chain.hops):
                     specs = self.placement.get((name, k), ())
@@ -845,10 +857,6 @@ class ChainService:
                         labels = {"chain": name, "hop": hop.name, "instance": spec.id}
                         for f, samples in rates.items():
                             samples.append((labels, getattr(found, f, None)))
-                tally: dict[tuple[str, str], int] = {}
-                for event in self.events.get(name, ()):
-                    tally[event["hop"], event["action"]] = tally.get((event["hop"], event["action"]), 0) + 1
-                events += [({"chain": name, "hop": h, "action": a}, n) for (h, a), n in sorted(tally.items())]
             names = {s.dpid: s.name for s in self.topology.switches}
             ports: dict[str, list[tuple[dict[str, str], float | None]]] = {
                 f: [] for f in ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes")}

@@ -160,6 +160,11 @@ def test_no_room_for_another_instance_is_an_event_and_changes_nothing() -> None:
     assert actions(service) == ["scale-out-failed"]
     assert "no compute host has room" in service.events_view("scaled")[0]["reason"]
     assert instances(service) == ["scaled-mon-0"] and not service.counts
+    for _ in range(19):                       # it does not try again (nor log it) every round
+        observe(service, clock, [2500])
+    assert actions(service) == ["scale-out-failed"]
+    observe(service, clock, [2500])           # 10 s later
+    assert actions(service) == ["scale-out-failed"] * 2
 
 
 def test_metrics_are_prometheus_text_with_rates_and_counts(bed) -> None:
@@ -169,6 +174,8 @@ def test_metrics_are_prometheus_text_with_rates_and_counts(bed) -> None:
     assert 'clicksteer_instance_in_packets_per_second{chain="scaled",hop="mon",instance="scaled-mon-0"} 500' in text
     assert 'clicksteer_hop_instances{chain="scaled",hop="mon"} 1' in text
     assert "# TYPE clicksteer_scaling_events_total counter" in text
+    observe(service, clock, [2500])
+    assert 'clicksteer_scaling_events_total{action="scale-out",chain="scaled",hop="mon"} 1' in service.metrics_text()
 
 
 def test_flows_of_a_hop_without_autoscaling_are_not_pinned() -> None:
