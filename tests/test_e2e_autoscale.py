@@ -2,7 +2,8 @@
 
 A monitor hop (min 1, max 3, 1000 packets/s per instance) gets a UDP load of
 many short flows from client1 to server1, and one long-lived TCP session
-crosses it the whole time.  The controller polls OpenFlow statistics every
+crosses it the whole time (both ways: the chain is symmetric, so a flow's
+replies must come back through the instance its requests were pinned to).  The controller polls OpenFlow statistics every
 0.5 s.  Checks count instances, events and packets; none is a timing budget
 (bench/scale_reaction.py measures the reaction time).
 """
@@ -26,6 +27,7 @@ CHAIN = """
 chains:
   - name: scaled
     classifier: {src: 10.0.1.1/32, dst: 10.0.2.1/32}
+    symmetric: true
     hops:
       - name: mon
         function: monitor
