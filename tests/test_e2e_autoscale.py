@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from controller.agents import HttpAgentClient
 from controller.demo import ROOT, Stage, start_stage
 from controller.loadgen import TcpEchoServer, TcpSession, UdpLoad
 from topologies.loader import load_topology
@@ -31,6 +32,7 @@ chains:
     hops:
       - name: mon
         function: monitor
+        params: {by_protocol: true}
         scaling: {min: 1, max: 3, metric: pps, out_above: 1000, in_below: 300, cooldown: 2s}
 """
 CONTROLLER_ARGS = ("--poll-interval", "0.5", "--drain-timeout", "10")
@@ -60,6 +62,13 @@ def events(stage: Stage) -> list[dict[str, Any]]:
     return stage.api.ok("GET", "/v1/chains/scaled/events")["events"]
 
 
+def by_protocol(stage: Stage, protocol: str) -> dict[str, int]:
+    """Instance id -> packets of ``protocol`` it counted (the monitor's per-protocol counters)."""
+    return {i["id"]: int(HttpAgentClient(stage.topology.compute_by_name[i["compute"]].agent)
+                         .read_handler(i["id"], f"count_{protocol}", "count"))
+            for i in hop(stage)["instances"]}
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, stage: Stage) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -86,8 +95,10 @@ def test_a_hop_scales_out_under_load_keeps_sessions_and_scales_back_when_it_stop
         load.set_rate(2500)
         wait_until(lambda: len(running(stage)) == 3, 20, "a scale-out to 3 instances", stage)
         time.sleep(2)
-        seen = {i["id"]: i["counters"]["count_in"]["packets"] for i in hop(stage)["instances"]}
-        assert len(seen) == 3 and all(n > 0 for n in seen.values()), seen
+        udp, tcp = by_protocol(stage, "udp"), by_protocol(stage, "tcp")
+        assert len(udp) == 3 and all(n > 0 for n in udp.values()), udp        # new flows go everywhere
+        # The session started on the only instance and stayed pinned to it, both ways, through two scale-outs.
+        assert [n > 0 for n in tcp.values()] == [True, False, False], tcp
 
         # Load gone: back to the minimum, one instance at a time, each drained first.
         load.set_rate(0)
