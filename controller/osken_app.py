@@ -447,18 +447,14 @@ class ClickSteerApp(BaseApp):  # type: ignore[misc,valid-type]
     def _fail_waits(self, dpid: int) -> None:
         """A switch left: nobody will answer its barriers or statistics requests, so stop waiting for them."""
         with self._lock:
-            for key in [k for k in self._barriers if k[0] == dpid]:
-                pending = self._barriers.pop(key)
-                pending.outstanding.discard(key)
-                pending.lost.add(dpid)
-                if not pending.outstanding:
-                    pending.done.set()
-            for key in [k for k in self._stats_rounds if k[0] == dpid]:
-                round_ = self._stats_rounds.pop(key)
-                round_.outstanding.discard(key)
-                round_.lost.add(dpid)
-                if not round_.outstanding:
-                    round_.done.set()
+            waits: list[dict[tuple[int, int], Any]] = [self._barriers, self._stats_rounds]
+            for by_key in waits:
+                for key in [k for k in by_key if k[0] == dpid]:
+                    pending = by_key.pop(key)
+                    pending.outstanding.discard(key)
+                    pending.lost.add(dpid)
+                    if not pending.outstanding:
+                        pending.done.set()
 
 
 def lldp_flow(dpid: int) -> Flow:
