@@ -66,7 +66,7 @@ flow keeps the instance it started on (migration avoidance).  Every place
 that steers into such a hop (a *stage*: chain, hop, direction) runs, on its
 switch, with Open vSwitch extensions::
 
-    reg1, reg2 := the stage's key (see stage_key); resubmit(PIN); resubmit(HANDOFF)
+    reg1, reg2 := the stage's key (see stage_text); resubmit(PIN); resubmit(HANDOFF)
     table 3  PIN      learned: this flow's 5-tuple and stage -> reg0 := label
                       else, per protocol (TCP, UDP, other IP) and stage:
                       multipath(symmetric hash, n pickable instances) -> reg3;
@@ -161,9 +161,11 @@ STAGE_RANKS = 4              # ranks per chain stage: returns, then an autoscale
 PIN_IDLE_S = 30              # a pinned flow silent this long picks again (a new flow, as far as we know)
 PIN_FIN_IDLE_S = 2           # after a TCP FIN or RST
 REG_LABEL, REG_STAGE_HI, REG_STAGE_LO, REG_LINK = "reg0", "reg1", "reg2", "reg3"
-_PICK_PROTOCOLS = ((PROTOCOLS["tcp"], PRIO_PICK_L4, ("tcp_src", "tcp_dst")),
-                   (PROTOCOLS["udp"], PRIO_PICK_L4, ("udp_src", "udp_dst")),
-                   (None, PRIO_PICK_IP, ()))
+_PickProtocol = tuple[int | None, int, tuple[str, ...]]       # (ip_proto or None: other, priority, port fields)
+_PICK_PROTOCOLS: tuple[_PickProtocol, ...] = ((PROTOCOLS["tcp"], PRIO_PICK_L4, ("tcp_src", "tcp_dst")),
+                                              (PROTOCOLS["udp"], PRIO_PICK_L4, ("udp_src", "udp_dst")),
+                                              (None, PRIO_PICK_IP, ()))
+_PINNED_BY_PORTS = (PROTOCOLS["tcp"], PROTOCOLS["udp"])
 
 FlowKey = tuple[int, int, int, tuple[tuple[str, MatchValue], ...]]
 Items = tuple[tuple[str, MatchValue], ...]
@@ -401,6 +403,63 @@ def _block_field(address: int, prefixlen: int) -> MatchValue | None:
     return _ip(address), _ip((0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF)
 
 
+class _Stage:
+    """One autoscaled stage (chain, hop, direction) as the compiler needs it on every switch."""
+
+    def __init__(self, key: int, cid: int, instances: tuple[InstanceSpec, ...], draining: Collection[str]) -> None:
+        self.key = key
+        self.cid = cid
+        self.instances = instances
+        # A draining instance keeps its pinned flows but is picked for no new one; the
+        # service never drains a hop's last instance.
+        self.pickable = tuple(s for s in instances if s.id not in draining) or instances
+        high, low = key >> 32, key & 0xFFFFFFFF
+        self.match: Items = (("reg1", high), ("reg2", low))
+        self.prefix: tuple[Action, ...] = (SetField(REG_STAGE_HI, high), SetField(REG_STAGE_LO, low))
+        self.cookies = {s.id: cookies.cookie(cid, s.hop_index, s.index) for s in instances}
+        self._learns: dict[tuple[int | None, str], Learn] = {}
+
+    def learn(self, protocol: int, protocols: tuple[_PickProtocol, ...]) -> Learn | None:
+        """The pin a flow of ``protocol`` learns for the single instance (None: not one the stage takes)."""
+        for option in protocols:
+            if option[0] == protocol or option[0] is None and protocol not in _PINNED_BY_PORTS:
+                return self._learn(option, self.pickable[0])
+        return None
+
+    def _learn(self, option: _PickProtocol, spec: InstanceSpec) -> Learn:
+        found = self._learns.get((option[0], spec.id))
+        if found is None:
+            protocol, _, ports = option
+            copy = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", *ports, REG_STAGE_HI, REG_STAGE_LO)
+            fin = PIN_FIN_IDLE_S if protocol == PROTOCOLS["tcp"] else 0
+            found = self._learns[option[0], spec.id] = Learn(TABLE_PIN, PRIO_PINNED, self.cookies[spec.id],
+                                                             PIN_IDLE_S, copy, ((REG_LABEL, spec.label),), fin)
+        return found
+
+    def flows(self, protocols: tuple[_PickProtocol, ...]) -> list[tuple[int, int, Items, tuple[Action, ...], int, int]]:
+        """Its table flows, any switch's: (table, priority, match, actions, cookie, rank below the
+        steering flows')."""
+        hop_cookie = cookies.cookie(self.cid, self.instances[0].hop_index)
+        pick = (Multipath(len(self.pickable), REG_LINK), Resubmit(TABLE_PICK))
+        out = []
+        for option in protocols:
+            protocol, priority, _ = option
+            # Matches in canonical (sorted) order: eth_type, ip_proto, reg1, reg2, reg3.
+            head: Items = (("eth_type", ETH_IP),) + ((("ip_proto", protocol),) if protocol is not None else ())
+            if len(self.instances) == 1:
+                out.append((TABLE_PIN, priority, head + self.match, (self._learn(option, self.pickable[0]),),
+                            hop_cookie, 1))
+                continue
+            out.append((TABLE_PIN, priority, head + self.match, pick, hop_cookie, 1))
+            for link, spec in enumerate(self.pickable):
+                out.append((TABLE_PICK, priority, head + self.match + (("reg3", link),),
+                            (self._learn(option, spec), SetField(REG_LABEL, spec.label)), self.cookies[spec.id], 2))
+        if len(self.instances) > 1:
+            # Re-picking learns a fresh pin over a stale one (same match), then hands over.
+            out.append((TABLE_HANDOFF, PRIO_REPICK, self.match, (*pick, Resubmit(TABLE_HANDOFF)), hop_cookie, 1))
+        return out
+
+
 class _ChainCompiler:
     def __init__(self, fabric: Fabric, desired: Desired, draining: Collection[str] = ()) -> None:
         self.fabric = fabric
@@ -421,7 +480,10 @@ class _ChainCompiler:
         self.current = ""                    # the chain being compiled, for errors
         self.steering: dict[tuple[str, str, bool], tuple[Action, ...]] = {}
         self.autoscaled: set[int] = set()    # hop indexes of the chain being compiled
-        self.chain_obj: Chain | None = None  # the chain being compiled
+        self.chain_now: Chain | None = None  # the chain being compiled, and of its autoscaled stages:
+        self.chain_text = ""                 # what their keys hash (see stage_text)
+        self.pick_protocols: tuple[_PickProtocol, ...] = ()   # what they pin by
+        self.stage_cache: dict[tuple[int, bool], _Stage] = {}
         self.stages: dict[int, tuple[str, int, bool]] = {}   # stage key -> (chain, hop, direction): collisions
         self.stage_tables: set[tuple[str, int]] = set()   # (switch, stage key) with pin and pick flows
 
@@ -477,7 +539,14 @@ class _ChainCompiler:
     def chain(self, chain: Chain, placement: Placement, ready: Collection[str], level: int) -> None:
         self.current = chain.name
         self.autoscaled = {k for k in range(len(chain.hops)) if is_autoscaled(chain, k)}
-        self.chain_obj = chain
+        self.chain_now = chain
+        self.chain_text = stage_text(chain)
+        self.stage_cache = {}
+        protocol = chain.classifier.protocol
+        # Only the protocols the classifier admits reach the stages (other IP: pinned by addresses).
+        self.pick_protocols = tuple(p for p in _PICK_PROTOCOLS
+                                    if protocol is None or p[0] == protocol or p[0] is None and protocol not in
+                                    _PINNED_BY_PORTS)
         stages: list[tuple[InstanceSpec, ...]] = []
         missing = []
         for k, hop in enumerate(chain.hops):
@@ -549,15 +618,16 @@ class _ChainCompiler:
             choices = [(dst, (int(host.ip.ip) & slot_mask) % n)] if d.forward else reverse_choices
             head = (("eth_type", ETH_IP), ("in_port", host.port))
             for dst_value, which in choices:
-                if first is None:
-                    actions: tuple[Action, ...] = ()
-                elif pinned:
-                    actions = self._pick(host.switch, cid, d.forward, first, rank)
-                else:
+                actions: tuple[Action, ...] = ()
+                if first is not None and not pinned:
                     actions = self._steer(host.switch, host.port, first[which])
                 addresses: Items = (("ipv4_src", ip),) if dst_value is None else \
                     (("ipv4_dst", dst_value), ("ipv4_src", ip))
                 for proto, ports in d.l4:
+                    if pinned:
+                        assert first is not None
+                        actions = self._pick(host.switch, host.port, cid, d.forward, first, rank,
+                                             proto[0][1] if proto else None)
                     fields = head + proto + addresses + ports
                     self.add(Flow(dpid, TABLE_STEER, priority, fields, actions, goto, cookie), rank)
 
@@ -579,6 +649,9 @@ class _ChainCompiler:
                 (d.dst, d.dst_field, "ipv4_src", d.src_field)
         else:
             l4s, client_net, client_field, other_field, other = (((), ()),), None, None, "", None
+            if pinned and chain.classifier.protocol is not None:
+                # All the chain carries: matching it lets the flow learn pins itself (see _pick).
+                l4s = (((("ip_proto", chain.classifier.protocol),), ()),)
         head = (("eth_src", spec.mac), ("eth_type", ETH_IP), ("in_port", compute.port))
         for slot in range(1 << bits):
             client = _masked_ip(client_net, slot, bits) if bits else client_field
@@ -587,79 +660,82 @@ class _ChainCompiler:
             if following is None:
                 actions: tuple[Action, ...] = ()
                 goto: int | None = TABLE_RESTORE
-            elif pinned:
-                actions = self._pick(compute.switch, cid, d.forward, following, rank)
-                goto = None
             else:
                 actions = self._steer(compute.switch, compute.port, following[slot % n])
                 goto = None
             addresses = tuple(sorted((f, v) for f, v in ((d.client, client), (other_field, other))
                                      if v is not None))
             for proto, ports in l4s:
+                if pinned:
+                    assert following is not None
+                    actions = self._pick(compute.switch, compute.port, cid, d.forward, following, rank,
+                                         proto[0][1] if proto else None)
                 fields = head + proto + addresses + ports
                 self.add(Flow(dpid, TABLE_STEER, priority, fields, actions, goto, cookie), rank)
 
-    def _pick(self, switch: str, cid: int, forward: bool, stage: tuple[InstanceSpec, ...],
-              rank: int) -> tuple[Action, ...]:
-        """Actions at ``switch`` that take a packet to its flow's instance of an autoscaled ``stage``.
+    def _pick(self, switch: str, in_port: int, cid: int, forward: bool, stage: tuple[InstanceSpec, ...],
+              rank: int, protocol: int | None) -> tuple[Action, ...]:
+        """Actions at ``switch`` that take a packet (from ``in_port``) to its flow's instance of an
+        autoscaled ``stage``.  ``rank`` is that of the flow doing it (see _stage_flows), and
+        ``protocol`` the IP protocol it matches (None: any).
 
-        ``rank`` is that of the flows doing it (see _stage_flows).
+        A stage with one instance only learns pins and steers to it directly: the pick
+        and hand-over tables are for stages with a choice (most hops run at their
+        minimum of one instance most of the time, and these tables would double the
+        flows of a fabric).  A flow that matches its protocol learns the pin itself
+        (Open vSwitch wants the copied fields' prerequisites matched); one that does
+        not resubmits to the stage's table-3 flows, which do.
         """
-        assert self.chain_obj is not None
         hop = stage[0].hop_index
-        key = stage_key(self.chain_obj, hop, forward)
-        owner = self.stages.setdefault(key, (self.chain_obj.name, hop, forward))
-        if owner != (self.chain_obj.name, hop, forward):
-            raise PlanError(self.current, f"the stage key of hop {hop} collides with that of {owner}")
-        high, low = key >> 32, key & 0xFFFFFFFF
-        if (switch, key) not in self.stage_tables:
-            self.stage_tables.add((switch, key))
-            self._stage_flows(switch, cid, high, low, stage, rank)
-        return (SetField(REG_STAGE_HI, high), SetField(REG_STAGE_LO, low), Resubmit(TABLE_PIN),
-                Resubmit(TABLE_HANDOFF))
+        found = self.stage_cache.get((hop, forward))
+        if found is None:
+            found = self.stage_cache[hop, forward] = _Stage(self._stage_key(hop, forward), cid, stage,
+                                                            self.draining)
+        if len(stage) == 1 and protocol is not None:
+            learn = found.learn(protocol, self.pick_protocols)
+            if learn is not None:
+                return found.prefix + (learn,) + self._steer(switch, in_port, stage[0])
+        if (switch, found.key) not in self.stage_tables:
+            self.stage_tables.add((switch, found.key))
+            self._stage_flows(switch, found, rank)
+        if len(stage) == 1:
+            return found.prefix + (Resubmit(TABLE_PIN),) + self._steer(switch, in_port, stage[0])
+        return found.prefix + (Resubmit(TABLE_PIN), Resubmit(TABLE_HANDOFF))
 
-    def _stage_flows(self, switch: str, cid: int, high: int, low: int, stage: tuple[InstanceSpec, ...],
-                     rank: int) -> None:
-        """The pick and pin flows of one stage on one switch, and the hand-overs of its instances.
+    def _stage_key(self, hop: int, forward: bool) -> int:
+        """The stage's key (see stage_text), checked against the other stages' keys."""
+        assert self.chain_now is not None
+        text = self.chain_text + "\0" + self.chain_now.hops[hop].name + "\0" + str(forward)
+        key = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+        owner = self.stages.setdefault(key, (self.chain_now.name, hop, forward))
+        if owner != (self.chain_now.name, hop, forward):
+            raise PlanError(self.current, f"the stage key of hop {hop} collides with that of {owner}")
+        return key
+
+    def _stage_flows(self, switch: str, stage: _Stage, rank: int) -> None:
+        """The table flows of one stage on one switch, and the hand-overs of its instances.
 
         Ranked below ``rank`` (the flows steering into the stage) and above the stage's
         returns (``rank - STAGE_RANKS``): hand-over, then pick, then pin, so that an
         instance is picked only once every flow its packets need is in place, and
         the last to go.
         """
-        rank_handoff, rank_pick, rank_pin = rank - 3, rank - 2, rank - 1
         dpid = self.dpid[switch]
-        # A draining instance keeps its pinned flows but is picked for no new one; the
-        # service never drains a hop's last instance.
-        pickable = tuple(s for s in stage if s.id not in self.draining) or stage
-        hop_cookie = cookies.cookie(cid, stage[0].hop_index)
-        pick = (Multipath(len(pickable), REG_LINK), Resubmit(TABLE_PICK))
-        for protocol, priority, ports in _PICK_PROTOCOLS:
-            proto = {} if protocol is None else {"ip_proto": protocol}
-            by_stage = match(eth_type=ETH_IP, reg1=high, reg2=low, **proto)
-            self.add(Flow(dpid, TABLE_PIN, priority, by_stage, pick, None, hop_cookie), rank_pin)
-            copy = ("eth_type", "ip_proto", "ipv4_src", "ipv4_dst", *ports, REG_STAGE_HI, REG_STAGE_LO)
-            for link, spec in enumerate(pickable):
-                cookie = cookies.cookie(cid, spec.hop_index, spec.index)
-                learn = Learn(TABLE_PIN, PRIO_PINNED, cookie, PIN_IDLE_S, copy, ((REG_LABEL, spec.label),),
-                              fin_idle_timeout=PIN_FIN_IDLE_S if protocol == PROTOCOLS["tcp"] else 0)
-                self.add(Flow(dpid, TABLE_PICK, priority, match(eth_type=ETH_IP, reg1=high, reg2=low, reg3=link,
-                                                                **proto),
-                              (learn, SetField(REG_LABEL, spec.label)), None, cookie), rank_pick)
-        # Re-picking learns a fresh pin over the stale one (same match), then hands over.
-        self.add(Flow(dpid, TABLE_HANDOFF, PRIO_REPICK, match(reg1=high, reg2=low), (*pick, Resubmit(TABLE_HANDOFF)),
-                      None, hop_cookie), rank_pin)
-        for spec in stage:
-            cookie = cookies.cookie(cid, spec.hop_index, spec.index)
+        for table, priority, fields, actions, cookie, below in stage.flows(self.pick_protocols):
+            self.add(Flow(dpid, table, priority, fields, actions, None, cookie), rank - below)
+        if len(stage.instances) == 1:
+            return
+        for spec in stage.instances:
+            cookie = stage.cookies[spec.id]
             compute = self.compute[spec.compute]
             # in_port -1 is no port: the plain hand-in; a packet from the instance's own host port
             # (the previous hop ran there) must leave by IN_PORT.
-            self.add(Flow(dpid, TABLE_HANDOFF, PRIO_HANDOFF, match(reg0=spec.label, reg1=high, reg2=low),
-                          self._steer(switch, -1, spec), None, cookie), rank_handoff)
+            self.add(Flow(dpid, TABLE_HANDOFF, PRIO_HANDOFF, (("reg0", spec.label),) + stage.match,
+                          self._steer(switch, -1, spec), None, cookie), rank - 3)
             if compute.switch == switch:
                 self.add(Flow(dpid, TABLE_HANDOFF, PRIO_HANDOFF + 1,
-                              match(in_port=compute.port, reg0=spec.label, reg1=high, reg2=low),
-                              self._steer(switch, compute.port, spec), None, cookie), rank_handoff)
+                              (("in_port", compute.port), ("reg0", spec.label)) + stage.match,
+                              self._steer(switch, compute.port, spec), None, cookie), rank - 3)
 
     def _steer(self, switch: str, in_port: int, target: InstanceSpec) -> tuple[Action, ...]:
         """Actions at ``switch`` that take a plain packet (arrived on ``in_port``) to ``target``."""
@@ -721,18 +797,17 @@ class _ChainCompiler:
         return [switch] if at is None else self.fabric.path(at, switch)
 
 
-def stage_key(chain: Chain, hop_index: int, forward: bool) -> int:
-    """64 bits naming one stage (chain, hop, direction) of one version of a chain's classification.
+def stage_text(chain: Chain) -> str:
+    """What a chain's stage keys are hashed from, besides hop name and direction.
 
-    A hash of names, not of indexes, so that pins learned before an update
-    that inserts or removes hops still lead to the hop they were learned for;
-    and of the classifier, so that a chain whose classifier changes gets new
-    stages: its old classification flows, until they go, keep steering into
-    the old stages, whose instances return packets by the old return flows.
+    Stage keys (64 bits, one per chain, hop and direction) hash names, not
+    indexes, so that pins learned before an update that inserts or removes hops
+    still lead to the hop they were learned for; and the classifier, so that a
+    chain whose classifier changes gets new stages: its old classification
+    flows, until they go, keep steering into the old stages, whose instances
+    return packets by the old return flows.
     """
-    text = "\0".join((chain.name, chain.hops[hop_index].name, str(forward), repr(chain.classifier),
-                      str(chain.symmetric)))
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+    return "\0".join((chain.name, repr(chain.classifier), str(chain.symmetric)))
 
 
 def nat_hops(chain: Chain) -> list[tuple[int, str]]:
