@@ -91,8 +91,9 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {"name": {"type": "string"}, "function": {"type": "string"},
                                "scaling": {"type": "object", "description": "the hop's policy, and whether "
                                            "it is autoscaled (max > min)"},
-                               "rates": {"type": "object", "description": "in_pps, in_bps summed over its "
-                                         "running instances (null: unknown)"},
+                               "load": {"type": "object", "description": "pps and bps summed over its running "
+                                        "instances, what scaling compares with its thresholds (null: unknown): "
+                                        "per instance, in_* where hand-over flows count it, else out_*"},
                                "instances": {"type": "array", "items": _ref("HopInstance")}}}},
             "path": {"type": "array", "items": {"type": "string"},
                      "description": "host, switches and instances the forward traffic crosses, in order"},

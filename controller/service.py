@@ -499,13 +499,23 @@ class ChainService:
             return None
         return self.rates.instances.get((chain_id, spec.hop_index, spec.index))
 
-    def _hop_rate(self, chain: Chain, k: int, field_: str) -> float | None:
-        """The load of a hop: ``field_`` of InstanceRates summed over its running instances (None: unknown)."""
+    def _load(self, spec: InstanceSpec, unit: str) -> float | None:
+        """An instance's load in ``unit`` ("pps" or "bps"): what the fabric handed to it when that
+        is counted (by the hand-over flows of a stage with a choice of instances), else what it
+        sent back (its return flows: a stage with one instance steers into it directly)."""
+        found = self._instance_rates(spec)
+        if found is None:
+            return None
+        handed = found.in_pps if unit == "pps" else found.in_bps
+        return handed if handed is not None else (found.out_pps if unit == "pps" else found.out_bps)
+
+    def _hop_rate(self, chain: Chain, k: int, unit: str) -> float | None:
+        """The load of a hop in ``unit``, summed over its running instances (None: unknown)."""
         total = 0.0
         for spec in self.placement.get((chain.name, k), ()):
             if self.instances[spec.id].state != RUNNING:
                 continue
-            value = getattr(self._instance_rates(spec), field_, None)
+            value = self._load(spec, unit)
             if value is None:
                 return None
             total += value
@@ -518,7 +528,7 @@ class ChainService:
         failed_at = self.no_room.get((chain.name, k))
         busy = any(self.instances[s.id].state == BOOTING or s.id in self.draining for s in specs) or \
             (failed_at is not None and now < failed_at + OUT_RETRY_S)
-        rate = self._hop_rate(chain, k, "in_pps" if policy.metric == "pps" else "in_bps")
+        rate = self._hop_rate(chain, k, policy.metric)
         draining = [s for s in specs if s.id in self.draining]
         if draining and rate is not None and policy.out_above is not None and taking \
                 and rate / len(taking) > policy.out_above:
@@ -573,7 +583,7 @@ class ChainService:
         if inst is None:
             del self.draining[iid]
             return
-        packets = getattr(self._instance_rates(inst.spec), "in_pps", None)
+        packets = self._load(inst.spec, "pps")
         if packets == 0:
             drain.quiet_since = drain.quiet_since if drain.quiet_since is not None else now
         else:
@@ -799,7 +809,7 @@ class ChainService:
                 specs = self.placement.get((name, k), ())
                 hops.append({"name": hop.name, "function": hop.function,
                              "scaling": {**to_json(hop.scaling), "autoscaled": is_autoscaled(chain, k)},
-                             "rates": {f: self._hop_rate(chain, k, f) for f in ("in_pps", "in_bps")},
+                             "load": {unit: self._hop_rate(chain, k, unit) for unit in ("pps", "bps")},
                              "instances": [
                                  {"id": s.id, "compute": s.compute, "mac": s.mac, "label": s.label,
                                   "state": self.instances[s.id].state, "reason": self.instances[s.id].reason,

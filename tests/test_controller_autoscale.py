@@ -98,10 +98,10 @@ def test_load_above_the_threshold_adds_an_instance_that_new_flows_then_pick(bed)
     assert "2500 pps per instance > out_above 1000 pps" in event["reason"]
     assert links(service) == {2}
     view = service.chain_view("scaled")["hops"][0]
-    assert view["rates"]["in_pps"] is None     # the new instance has no rate yet
+    assert view["load"]["pps"] is None         # the new instance has no rate yet
     observe(service, clock, [1200, 800])
     view = service.chain_view("scaled")["hops"][0]
-    assert view["rates"]["in_pps"] == 2000 and view["scaling"]["autoscaled"] is True
+    assert view["load"]["pps"] == 2000 and view["scaling"]["autoscaled"] is True
 
 
 def test_a_quiet_hop_drains_its_last_instance_then_releases_it_and_its_pins(bed) -> None:
@@ -185,3 +185,12 @@ def test_flows_of_a_hop_without_autoscaling_are_not_pinned() -> None:
         "out_above: 1000, in_below: 300, ", ""))
     flows = service.installed.flows.values()
     assert not any(f.table_id in (TABLE_PIN, TABLE_PICK) for f in flows)
+
+
+def test_a_hop_with_one_instance_is_measured_by_what_it_sends_back(bed) -> None:
+    # One instance: no hand-over flow counts what goes in, so its return flows measure the load.
+    service, _, _, clock = bed
+    clock.now += 0.5
+    cid = service.installed.chain_ids["scaled"]
+    service.observe(Rates(clock.now, {(cid, 0, 0): InstanceRates(None, None, 2500, 2500 * 800)}, {}))
+    assert actions(service) == ["scale-out"]
