@@ -216,12 +216,16 @@ def _show(client: ControllerClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _events(client: ControllerClient, args: argparse.Namespace) -> int:
-    events = client.ok("GET", f"/v1/chains/{args.name}/events")["events"]
+def events_table(events: Sequence[dict[str, Any]]) -> str:
+    """A chain's scaling events (``GET /v1/chains/{name}/events``), one row each, oldest first."""
     rows = [(time.strftime("%H:%M:%S", time.localtime(e["time"])) + f".{int(e['time'] * 1000) % 1000:03d}",
              e["hop"], e["action"], f"{e['instances']}->{e['target']}" if "target" in e else "",
              e["instance"], e["reason"]) for e in events]
-    print(table(("TIME", "HOP", "ACTION", "INSTANCES", "INSTANCE", "REASON"), rows))
+    return table(("TIME", "HOP", "ACTION", "INSTANCES", "INSTANCE", "REASON"), rows)
+
+
+def _events(client: ControllerClient, args: argparse.Namespace) -> int:
+    print(events_table(client.ok("GET", f"/v1/chains/{args.name}/events")["events"]))
     return 0
 
 

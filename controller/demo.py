@@ -5,8 +5,10 @@ controller (child processes, see controller/testbed.py), applies
 ``chains/examples/`` through the REST API and drives traffic from the client
 namespaces to the server namespaces: HTTP, a UDP stream, pings.  Then it
 prints, per chain, each hop's instance, compute host and counters, the times
-at which one packet reached each instance (captured there), and every check;
-it tears everything down and exits 0 only when every check passed.
+at which one packet reached each instance (captured there), and every check.
+Last, a chain of its own shows automatic scaling: a load scales its hop out
+and, once stopped, back in, and the demo prints the scaling events.  It tears
+everything down and exits 0 only when every check passed.
 ``--keep`` leaves the fabric, agents and controller up (``--down`` removes them).
 
 The pieces (a ``Stage`` with its processes, traffic run inside host
@@ -41,7 +43,7 @@ from typing import Any, TypeVar
 
 from controller import testbed
 from controller.client import ControllerClient
-from controller.commands import table
+from controller.commands import events_table, table
 from controller.core.compiler import virtual_mac
 from topologies import emulator
 from topologies.emulator import FabricState
@@ -56,6 +58,25 @@ EXAMPLES = ROOT / "chains" / "examples"
 KEEP_DIR = Path("/run/clicksteer-demo")      # where a --keep demo records what to stop
 NAT_ADDRESS = "10.0.1.200"                   # chains/examples/nat.yaml's source address
 COMPUTE1_CAPACITY = 7                        # so that the 3-hop web chain spans both compute hosts
+# The controller polls statistics often, so the scaling step sees a load change within a second,
+# and releases a draining instance after 10 s at most (a demo must not wait for the default 60 s).
+CONTROLLER_ARGS = ("--poll-interval", "0.5", "--drain-timeout", "10")
+AUTOSCALE_PORT = 5300
+# udp-inspect (priority 200) covers every UDP flow from the clients to the servers: this narrower
+# chain needs a higher priority to be accepted, and to take its flows.
+AUTOSCALE_CHAIN = f"""
+chains:
+  - name: autoscale
+    description: a monitor hop scaled by its packet rate
+    classifier: {{src: 10.0.1.2/32, dst: 10.0.2.2/32, protocol: udp, dst_port: {AUTOSCALE_PORT}}}
+    priority: 300
+    hops:
+      - name: mon
+        function: monitor
+        scaling: {{min: 1, max: 2, metric: pps, out_above: 800, in_below: 200, cooldown: 1s}}
+"""
+AUTOSCALE_LOAD_PPS = 1500
+SCALE_TIMEOUT = 15.0                         # per wait; generous: a loaded machine boots instances slower
 
 CLONE_NEWNET = 0x40000000
 
@@ -596,6 +617,75 @@ def drive_traffic(stage: Stage, report: Report) -> None:
             sink.close()
 
 
+def show_autoscaling(stage: Stage, report: Report) -> None:
+    """A load above the threshold scales a hop out, new flows reach the new instance, and it goes when the load does."""
+    from controller.loadgen import UdpLoad    # here: loadgen imports this module
+
+    def hop() -> dict[str, Any]:
+        return stage.counters("autoscale")[0]
+
+    def events() -> list[dict[str, Any]]:
+        return stage.api.ok("GET", "/v1/chains/autoscale/events")["events"]
+
+    def first(action: str) -> dict[str, Any] | None:
+        return next((e for e in events() if e["action"] == action), None)
+
+    def packets_in(iid: str) -> int:
+        """Packets handed to instance ``iid`` once it runs (0 before)."""
+        return next((i.get("counters", {}).get("count_in", {}).get("packets", 0) for i in hop()["instances"]
+                     if i["id"] == iid and i["state"] == "running"), 0)
+
+    report.step(f"autoscale: a monitor hop, 1 to 2 instances (out above 800 pps per instance, in below 200), "
+                f"gets {AUTOSCALE_LOAD_PPS} pps of short UDP flows client2 -> server2:{AUTOSCALE_PORT}")
+    [chain] = stage.apply(AUTOSCALE_CHAIN)
+    report.check(chain["state"] == "active", f"autoscale: active ({chain['hops'][0]['instances'][0]['id']}@"
+                                             f"{chain['hops'][0]['instances'][0]['compute']})")
+    load = UdpLoad(stage.ns("client2"), stage.ip("server2"), AUTOSCALE_PORT, pps=AUTOSCALE_LOAD_PPS)
+    try:
+        out = poll(lambda: first("scale-out"))
+        new = out["instance"] if out else ""
+        # New flows keep coming while the instance boots: once it runs, it gets its share of them
+        # (a hundred packets make that plain; the check asks for any).
+        if new:
+            poll(lambda: packets_in(new) >= 100)
+    finally:
+        load.stop()
+    received = packets_in(new) if new else 0
+    if out is None:
+        # Say what the hop measured: no rate (statistics) and no packets (steering) fail differently.
+        first_instance = hop()["instances"][0]
+        rate = (first_instance.get("rates") or {}).get("in_pps")
+        report.check(False, f"autoscale: no scale-out within {SCALE_TIMEOUT:g} s (the hop measured "
+                            f"{'no rate' if rate is None else f'{rate:.0f} pps'}; {first_instance['id']} "
+                            f"received {packets_in(first_instance['id'])} packets)")
+    else:
+        report.check(out["target"] == 2 and received > 0,
+                     f"autoscale: scaled out to {out['target']} instances; the new one, {new}, "
+                     f"received {received} packets")
+
+    if new:     # else there is nothing to scale in, and the demo failed already
+        report.step("autoscale: load stopped; the hop drains the new instance, then releases it")
+        scaled_in, released = poll(lambda: first("scale-in")), poll(lambda: first("instance-released"))
+        left = stage.wait_released({new}, timeout=SCALE_TIMEOUT)
+        count = len(hop()["instances"])
+        report.check(scaled_in is not None and released is not None and released["instance"] == new
+                     and count == 1 and not left,
+                     f"autoscale: scaled back in to {count} instance; {new} released "
+                     f"({'still running at its agent' if left else 'gone from its agent'})")
+
+    report.step("scaling events (GET /v1/chains/autoscale/events, as 'clicksteer chains events autoscale' prints)")
+    print(f"\n{indent(events_table(events()))}\n")
+    stage.api.ok("DELETE", "/v1/chains/autoscale")
+
+
+def poll(probe: Callable[[], T], timeout: float = SCALE_TIMEOUT) -> T:
+    """``probe()``'s first true value within ``timeout`` s, else its last one (the caller checks it, not the time)."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
+
+
 def _parallel(call: Callable[[], T], count: int) -> list[T]:
     """``count`` calls at once (attempts that time out then cost one timeout, not ``count``)."""
     results: list[Any] = [None] * count
@@ -666,7 +756,7 @@ def run_demo(args: argparse.Namespace) -> int:
             try:
                 stage = start_stage(demo_topology(), work,
                                     lambda topo, ctl: emulator.up(topo, controller=ctl, run_dir=fabric_dir),
-                                    progress=report.step)
+                                    progress=report.step, controller_args=CONTROLLER_ARGS)
             finally:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             for path in sorted(EXAMPLES.glob("*.yaml")):
@@ -678,6 +768,7 @@ def run_demo(args: argparse.Namespace) -> int:
                                 f"{time.monotonic() - started:.2f} s ({where})")
                     report.check(chain["state"] == "active", f"{chain['name']}: active")
             drive_traffic(stage, report)
+            show_autoscaling(stage, report)
             if args.keep:
                 kept = True
                 keep_running(stage, fabric_dir)
