@@ -539,14 +539,15 @@ class _ChainCompiler:
     def chain(self, chain: Chain, placement: Placement, ready: Collection[str], level: int) -> None:
         self.current = chain.name
         self.autoscaled = {k for k in range(len(chain.hops)) if is_autoscaled(chain, k)}
-        self.chain_now = chain
-        self.chain_text = stage_text(chain)
-        self.stage_cache = {}
-        protocol = chain.classifier.protocol
-        # Only the protocols the classifier admits reach the stages (other IP: pinned by addresses).
-        self.pick_protocols = tuple(p for p in _PICK_PROTOCOLS
-                                    if protocol is None or p[0] == protocol or p[0] is None and protocol not in
-                                    _PINNED_BY_PORTS)
+        if self.autoscaled:
+            self.chain_now = chain
+            self.chain_text = stage_text(chain)
+            self.stage_cache = {}
+            protocol = chain.classifier.protocol
+            # Only the protocols the classifier admits reach the stages (other IP: pinned by addresses).
+            self.pick_protocols = tuple(p for p in _PICK_PROTOCOLS
+                                        if protocol is None or p[0] == protocol or p[0] is None and protocol not in
+                                        _PINNED_BY_PORTS)
         stages: list[tuple[InstanceSpec, ...]] = []
         missing = []
         for k, hop in enumerate(chain.hops):
@@ -657,12 +658,10 @@ class _ChainCompiler:
             client = _masked_ip(client_net, slot, bits) if bits else client_field
             if client is False:
                 continue
-            if following is None:
-                actions: tuple[Action, ...] = ()
-                goto: int | None = TABLE_RESTORE
-            else:
+            actions: tuple[Action, ...] = ()
+            goto: int | None = TABLE_RESTORE if following is None else None
+            if following is not None and not pinned:
                 actions = self._steer(compute.switch, compute.port, following[slot % n])
-                goto = None
             addresses = tuple(sorted((f, v) for f, v in ((d.client, client), (other_field, other))
                                      if v is not None))
             for proto, ports in l4s:
