@@ -19,7 +19,6 @@ namespaces, captures at instances) are also what the end-to-end tests
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import json
 import os
@@ -45,11 +44,12 @@ from controller import testbed
 from controller.client import ControllerClient
 from controller.commands import events_table, table
 from controller.core.compiler import virtual_mac
+from controller.loadgen import UdpLoad, in_netns, ns_socket
 from topologies import emulator
 from topologies.emulator import FabricState
 from topologies.loader import load_topology
 from topologies.model import Topology
-from topologies.netns import NETNS_DIR, exec_argv
+from topologies.netns import exec_argv
 from topologies.ovs import OVSError, wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,51 +78,7 @@ chains:
 AUTOSCALE_LOAD_PPS = 1500
 SCALE_TIMEOUT = 15.0                         # per wait; generous: a loaded machine boots instances slower
 
-CLONE_NEWNET = 0x40000000
-
 T = TypeVar("T")
-
-
-# ---- running code inside a host's network namespace ----------------------------------------
-
-def setns(namespace: str) -> None:
-    """Move the calling thread into a network namespace (Python 3.11 has no os.setns)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(NETNS_DIR / namespace, os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns into {namespace}: {os.strerror(ctypes.get_errno())}")
-    finally:
-        os.close(fd)
-
-
-def in_netns(namespace: str, target: Callable[..., T], *args: Any) -> T:
-    """Call ``target`` in a fresh thread that entered ``namespace``; its result (or its exception).
-
-    setns(2) changes only the calling thread, so the rest of the process stays
-    in the root namespace; sockets made in that thread stay in ``namespace``.
-    """
-    out: list[Any] = []
-
-    def run() -> None:
-        try:
-            setns(namespace)
-            out.append((True, target(*args)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            out.append((False, exc))
-
-    thread = threading.Thread(target=run, name=f"netns-{namespace}", daemon=True)
-    thread.start()
-    thread.join()
-    ok, value = out[0]
-    if not ok:
-        raise value
-    return value
-
-
-def ns_socket(namespace: str, kind: int) -> socket.socket:
-    """A socket (``SOCK_STREAM`` or ``SOCK_DGRAM``) living in ``namespace``, usable from any thread."""
-    return in_netns(namespace, socket.socket, socket.AF_INET, kind)
 
 
 class WebServer:
@@ -619,8 +575,6 @@ def drive_traffic(stage: Stage, report: Report) -> None:
 
 def show_autoscaling(stage: Stage, report: Report) -> None:
     """A load above the threshold scales a hop out, new flows reach the new instance, and it goes when the load does."""
-    from controller.loadgen import UdpLoad    # here: loadgen imports this module
-
     def hop() -> dict[str, Any]:
         return stage.counters("autoscale")[0]
 
@@ -654,7 +608,7 @@ def show_autoscaling(stage: Stage, report: Report) -> None:
     if out is None:
         # Say what the hop measured: no rate (statistics) and no packets (steering) fail differently.
         first_instance = hop()["instances"][0]
-        rate = (first_instance.get("rates") or {}).get("in_pps")
+        rate = hop()["load"]["pps"]
         report.check(False, f"autoscale: no scale-out within {SCALE_TIMEOUT:g} s (the hop measured "
                             f"{'no rate' if rate is None else f'{rate:.0f} pps'}; {first_instance['id']} "
                             f"received {packets_in(first_instance['id'])} packets)")

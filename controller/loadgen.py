@@ -1,19 +1,68 @@
-"""Load for scaling tests, the benchmark and demos: many short UDP flows, and long-lived TCP sessions.
+"""Traffic from inside the emulated hosts: sockets in their namespaces, and load for scaling.
 
 Everything runs in threads of the calling process whose sockets live in the
-hosts' network namespaces (``demo.ns_socket``), so traffic only ever flows
-between the emulated hosts.
+hosts' network namespaces (``ns_socket``), so traffic only ever flows between
+the emulated hosts: many short UDP flows (``UdpLoad``) and long-lived TCP
+sessions (``TcpSession`` against a ``TcpEchoServer``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import socket
 import threading
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from controller.demo import ns_socket
+from topologies.netns import NETNS_DIR
+
+CLONE_NEWNET = 0x40000000
 
 FIRST_PORT, LAST_PORT = 20000, 59999   # source ports of the UDP flows, used in turn
+
+T = TypeVar("T")
+
+
+def setns(namespace: str) -> None:
+    """Move the calling thread into a network namespace (Python 3.11 has no os.setns)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(NETNS_DIR / namespace, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {namespace}: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(fd)
+
+
+def in_netns(namespace: str, target: Callable[..., T], *args: Any) -> T:
+    """Call ``target`` in a fresh thread that entered ``namespace``; its result (or its exception).
+
+    setns(2) changes only the calling thread, so the rest of the process stays
+    in the root namespace; sockets made in that thread stay in ``namespace``.
+    """
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            setns(namespace)
+            out.append((True, target(*args)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            out.append((False, exc))
+
+    thread = threading.Thread(target=run, name=f"netns-{namespace}", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = out[0]
+    if not ok:
+        raise value
+    return value
+
+
+def ns_socket(namespace: str, kind: int) -> socket.socket:
+    """A socket (``SOCK_STREAM`` or ``SOCK_DGRAM``) living in ``namespace``, usable from any thread."""
+    return in_netns(namespace, socket.socket, socket.AF_INET, kind)
 
 
 class UdpLoad:
