@@ -78,7 +78,10 @@ switch, with Open vSwitch extensions::
                       stage: a pin to an instance the stage no longer has
                       (a chain re-created, a missed deletion) picks again
 
-The hash is symmetric, so both directions of a new flow pick the same
+A stage with a single instance needs no choice: its steering flows learn
+the pin themselves (or through table 3, when they do not match the protocol)
+and steer straight to the instance, so pins exist before a scale-out.  The
+hash is symmetric, so both directions of a new flow pick the same
 instance; pins (idle timeout ``PIN_IDLE_S``, or ``PIN_FIN_IDLE_S`` after a TCP
 FIN) keep a flow on its instance when instances are added, and on a
 *draining* instance (see ``compile_fabric``), which is no longer picked but
