@@ -6,11 +6,14 @@ multipath and learn), so each test asserts which instance a packet crosses.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 from chains.model import Classifier
-from controller.core.compiler import compile_fabric
+from controller.core import cookies
+from controller.core.compiler import PRIO_PINNED, TABLE_PIN, compile_fabric
 from controller.core.diff import diff
+from controller.core.ofmsg import FlowMod, SetField
 from controller.core.placement import place
 from fake_openflow import FakeFabric
 from test_core_steering import _chain, _line, check, installed, packet, plan, reply
@@ -83,3 +86,21 @@ def test_a_draining_instance_gets_no_new_flow_but_keeps_its_own_until_released()
     assert {crossed(fabric, p)[0] for p in flows(40, first=42000)} == {"web-h0-0"}
     s = rescale(fabric, s, 1)             # released: the diff deletes its pins first
     assert {crossed(fabric, p)[0] for p in on_second} == {"web-h0-0"}     # re-picked, not lost
+
+
+def test_a_pin_to_an_instance_the_stage_no_longer_has_picks_again() -> None:
+    # A stale pin (say, learned between a chain's deletion and its return with the same classifier)
+    # names a label that no hand-over of the stage knows: the packet picks again and relearns.
+    s = plan(TOPOLOGY, [chain()], counts={("web", 0): 2})
+    fabric = installed(s)
+    pkt = flows(1)[0]
+    first = crossed(fabric, pkt)[0]
+    def pins() -> list:  # noqa: ANN202 - Flows
+        """The pins learned for hop 0 (two instances: it picks through the hand-over table)."""
+        return [f for sw in fabric.switches.values() for f in sw.flows()
+                if (f.table_id, f.priority) == (TABLE_PIN, PRIO_PINNED) and cookies.decode(f.cookie).hop == 0]
+
+    [pin] = pins()
+    fabric.apply(FlowMod("add", dataclasses.replace(pin, actions=(SetField("reg0", 99999),))))
+    assert crossed(fabric, pkt)[0] == first           # the same hash picks the same instance
+    assert pins() == [pin]                            # and the pin is whole again
