@@ -207,7 +207,9 @@ def _show(client: ControllerClient, args: argparse.Namespace) -> int:
         for inst in hop["instances"]:
             counters = inst.get("counters", {})
             rates = inst.get("rates") or {}
-            pps = "-" if rates.get("in_pps") is None else f"{rates['in_pps']:.0f}"
+            # What scaling counts: handed in where hand-over flows count it, else sent back.
+            rate = rates.get("in_pps") if rates.get("in_pps") is not None else rates.get("out_pps")
+            pps = "-" if rate is None else f"{rate:.0f}"
             state = inst["state"] + (" (draining)" if inst.get("draining") else "")
             rows.append((hop["name"], hop["function"], inst["id"], inst["compute"], state,
                          *(counters.get(e, {}).get("packets", "-") for e in ("count_in", "count_out", "count_drop")),
