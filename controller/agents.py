@@ -30,6 +30,9 @@ class AgentClient(Protocol):
     def delete(self, instance_id: str) -> None:
         """Stop and free an instance; unknown ids are not an error (safe to repeat)."""
 
+    def list_instances(self) -> list[dict[str, Any]]:
+        """Every instance the agent runs (``id``, ``chain``, ``state``, ...)."""
+
     def read_handler(self, instance_id: str, element: str, handler: str) -> str: ...
 
 
@@ -59,6 +62,9 @@ class HttpAgentClient:
 
     def delete(self, instance_id: str) -> None:
         self._guard(lambda: self.client.delete_instance(instance_id))
+
+    def list_instances(self) -> list[dict[str, Any]]:
+        return self._guard(self.client.list_instances)
 
     def read_handler(self, instance_id: str, element: str, handler: str) -> str:
         return str(self._guard(lambda: self.client.read_handler(instance_id, element, handler))).strip()

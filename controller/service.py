@@ -230,6 +230,8 @@ class ChainService:
             self.status.pop(chain.name, None)   # a new version starts with a clean slate
             self._forget_scaling(chain.name)
         self._commit(plan)
+        threading.Thread(target=self._sweep, args=({c.name for c in request.chains},), daemon=True,
+                         name="sweep").start()
 
     def _merge_functions(self, request: ChainSet, filename: str) -> Mapping[str, CustomFunction]:
         merged = dict(self.functions)
@@ -420,6 +422,33 @@ class ChainService:
         except Exception as exc:  # noqa: BLE001 - a thread must report, never die silently
             log.exception("booting %s failed", spec.id)
             return FAILED, f"internal error: {exc}"
+
+    def _sweep(self, names: set[str]) -> None:
+        """Delete the instances of chains ``names`` that agents run but this controller does not know.
+
+        A controller that restarts adopts the instances its placement names
+        again (``_probe``); those a scale-out had added before it stopped, or
+        that a release left behind, no flow reaches any more: they would run
+        for ever.  Checked and deleted with the lock held, so that a plan made
+        meanwhile cannot adopt one while it goes.
+        """
+        for address in sorted({c.agent for c in self.topology.computes}):
+            agent = self.agents(address)
+            try:
+                running = agent.list_instances()
+            except AgentError as exc:
+                log.warning("sweep: %s", exc)
+                continue
+            for found in running:
+                with self._lock:
+                    known = found["id"] in self.instances or any(s.id == found["id"] for s in self.releasing)
+                    if found.get("chain") not in names or known:
+                        continue
+                    log.info("instance %s of chain %s: not planned, deleted", found["id"], found["chain"])
+                    try:
+                        agent.delete(found["id"])
+                    except AgentError as exc:
+                        log.warning("sweep: %s", exc)
 
     def _retire(self, spec: InstanceSpec) -> None:
         """Release, in a thread and once drained, an instance that no flow hands packets to any

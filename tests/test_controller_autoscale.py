@@ -194,3 +194,20 @@ def test_a_hop_with_one_instance_is_measured_by_what_it_sends_back(bed) -> None:
     cid = service.installed.chain_ids["scaled"]
     service.observe(Rates(clock.now, {(cid, 0, 0): InstanceRates(None, None, 2500, 2500 * 800)}, {}))
     assert actions(service) == ["scale-out"]
+
+
+def test_instances_a_restarted_controller_does_not_plan_are_deleted_and_the_planned_ones_adopted() -> None:
+    # Before a restart the hop ran two instances; the new controller plans one (its minimum).
+    topology = load_topology(TOPO)
+    agent = FakeAgent()
+    agent.auto = True
+    for iid, chain in (("scaled-mon-0", "scaled"), ("scaled-mon-1", "scaled"), ("other-x-0", "other")):
+        agent.instances[iid] = {"id": iid, "chain": chain, "state": "running"}
+    service = ChainService(topology, agents=lambda address: agent, sleep=lambda seconds: None)
+    service.create(load_chains(CHAIN, "scaled.yaml"))
+    deadline = time.monotonic() + 5          # the sweep runs in its own thread
+    while "scaled-mon-1" not in agent.deleted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert agent.deleted == ["scaled-mon-1"]
+    assert service.instances["scaled-mon-0"].state == "running"   # adopted, not booted again
+    assert set(agent.instances) == {"scaled-mon-0", "other-x-0"}

@@ -68,6 +68,10 @@ class FakeAgent:
     def get(self, instance_id: str) -> dict[str, Any] | None:
         return self.instances.get(instance_id)
 
+    def list_instances(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.instances.values())
+
     def delete(self, instance_id: str) -> None:
         with self.lock:
             self.instances.pop(instance_id, None)
