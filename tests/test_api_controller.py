@@ -124,3 +124,16 @@ def test_openapi_is_valid() -> None:
 def test_table_aligns_columns() -> None:
     assert table(("A", "LONG"), [("xyz", 1), ("q", "")]) == "A    LONG\nxyz  1\nq"
 
+
+
+def test_events_and_metrics(api: Any) -> None:
+    assert api.call("POST", "/v1/chains?wait=10", WEB, {**AUTH, "Content-Type": "application/yaml"})[0] == 201
+    assert api.call("GET", "/v1/chains/web/events") == (200, {"name": "web", "events": []})
+    status, body = api.call("GET", "/v1/chains/nope/events")
+    assert status == 404 and body["field"] == "name"
+    status, body = api.call("GET", "/v1/metrics")
+    assert status == 200 and body.content_type.startswith("text/plain; version=0.0.4")
+    # Prometheus text: every family announced, then its samples; rates unknown before a poll.
+    assert "# TYPE clicksteer_hop_instances gauge" in body.text
+    assert 'clicksteer_hop_instances{chain="web",hop="fw"} 1' in body.text
+    assert 'clicksteer_instance_in_packets_per_second{chain="web",hop="fw",instance="web-fw-0"} NaN' in body.text

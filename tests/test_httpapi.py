@@ -1,7 +1,7 @@
 import json
 import urllib.request
 
-from clickos_agent.httpapi import ApiServer, HttpError, JsonApi
+from clickos_agent.httpapi import ApiServer, HttpError, JsonApi, TextBody
 
 
 def make_api() -> JsonApi:
@@ -19,6 +19,10 @@ def make_api() -> JsonApi:
         body = request.json()
         items[body["name"]] = body
         return 201, body
+
+    @api.route("GET", "/v1/text")
+    def text(request):
+        return TextBody("# HELP x y\nx 1\n", "text/plain; version=0.0.4")
 
     return api
 
@@ -50,5 +54,8 @@ def test_serves_over_http_on_loopback():
         with urllib.request.urlopen(request, timeout=5) as answer:
             assert answer.status == 201
             assert json.loads(answer.read()) == {"name": "x"}
+        with urllib.request.urlopen(f"http://{server.address}/v1/text", timeout=5) as answer:
+            assert answer.headers["Content-Type"] == "text/plain; version=0.0.4"
+            assert answer.read() == b"# HELP x y\nx 1\n"      # as is, not JSON
     finally:
         server.stop()
