@@ -119,9 +119,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import product
 
 from chains.model import PROTOCOLS, Chain, PortRange
@@ -176,6 +176,29 @@ L4 = tuple[Items, Items]                 # (ip_proto item or nothing, port items
 GroupKey = tuple[int, int]
 
 
+class Paths(Mapping[str, tuple[str, ...]]):
+    """Chain name -> its display path, worked out when first read (most plans are never shown)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Callable[[], tuple[str, ...]]] = {}
+        self._known: dict[str, tuple[str, ...]] = {}
+
+    def add(self, name: str, path: Callable[[], tuple[str, ...]]) -> None:
+        self._pending[name] = path
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        found = self._known.get(name)
+        if found is None:
+            found = self._known[name] = self._pending[name]()
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pending)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+
 @dataclass
 class Desired:
     """What every switch should hold, plus what the operator wants to see about it.
@@ -189,7 +212,7 @@ class Desired:
     flows: dict[FlowKey, Flow] = field(default_factory=dict)
     groups: dict[GroupKey, Group] = field(default_factory=dict)
     ranks: dict[FlowKey, int] = field(default_factory=dict)
-    paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    paths: Paths = field(default_factory=Paths)
     chain_ids: dict[str, int] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
     nat_macs: dict[str, str] = field(default_factory=dict)    # NAT address -> its virtual MAC
@@ -202,7 +225,7 @@ class Desired:
         """Only the flows and groups of one switch (for a switch that (re)connects)."""
         flows = {k: f for k, f in self.flows.items() if k[0] == dpid}
         return Desired(flows, {k: g for k, g in self.groups.items() if k[0] == dpid},
-                       {k: self.ranks[k] for k in flows}, dict(self.paths), dict(self.chain_ids),
+                       {k: self.ranks[k] for k in flows}, self.paths, dict(self.chain_ids),
                        dict(self.status), dict(self.nat_macs))
 
     def dpids(self) -> set[int]:
@@ -229,7 +252,7 @@ def _compile(topology: Topology, chains: list[Chain], placement: Placement, read
              draining: Collection[str]) -> Desired:
     fabric = fabric_for(topology)
     base_flows, base_ranks = _base(topology)
-    desired = Desired(dict(base_flows), {}, dict(base_ranks), {},
+    desired = Desired(dict(base_flows), {}, dict(base_ranks), Paths(),
                       cookies.chain_ids(c.name for c in chains), {})
     levels = _levels({c.priority for c in chains})
     compiler = _ChainCompiler(fabric, desired, draining)
@@ -594,7 +617,7 @@ class _ChainCompiler:
                 for spec in specs:
                     self._return(chain, cid, d, spec, following, rank)
         if stages and not closed:
-            self.desired.paths[chain.name] = self._display_path(sources, targets, stages)
+            self.desired.paths.add(chain.name, partial(self._display_path, sources, targets, stages))
 
     def _ingress(self, cid: int, level: int, d: _Direction,
                  first: tuple[InstanceSpec, ...] | None, goto: int | None = None) -> None:
