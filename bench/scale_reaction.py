@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from controller.agents import HttpAgentClient  # noqa: E402 - after the path set-up above
-from controller.demo import Stage, start_stage  # noqa: E402
+from controller.demo import Stage, poll, start_stage  # noqa: E402
 from controller.loadgen import UdpLoad  # noqa: E402
 from topologies import emulator  # noqa: E402
 from topologies.loader import load_topology  # noqa: E402
@@ -59,13 +59,11 @@ def events(stage: Stage) -> list[dict]:
 
 
 def wait_event(stage: Stage, action: str, after: float, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [e for e in events(stage) if e["action"] == action and e["time"] >= after]
-        if found:
-            return found[0]
-        time.sleep(0.01)
-    raise RuntimeError(f"no {action} event within {timeout:g} s: {events(stage)}")
+    found = poll(lambda: next((e for e in events(stage) if e["action"] == action and e["time"] >= after), None),
+                 timeout, every=0.01)
+    if found is None:
+        raise RuntimeError(f"no {action} event within {timeout:g} s: {events(stage)}")
+    return found
 
 
 def instances(stage: Stage) -> list[dict]:
@@ -82,20 +80,14 @@ def one_step(stage: Stage) -> dict[str, float]:
         booted = wait_event(stage, "instance-running", crossed)
         compute = next(i["compute"] for i in instances(stage) if i["id"] == new_id)
         agent = HttpAgentClient(stage.topology.compute_by_name[compute].agent)
-        deadline = time.monotonic() + 10
-        while int(agent.read_handler(new_id, "count_in", "count")) == 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no packet reached {new_id}")
-            time.sleep(0.005)
+        if not poll(lambda: int(agent.read_handler(new_id, "count_in", "count")) > 0, 10, every=0.005):
+            raise RuntimeError(f"no packet reached {new_id}")
         first = time.time()
     finally:
         load.stop()
     # Back to one instance before the next step.
-    deadline = time.monotonic() + 60
-    while len(instances(stage)) > 1:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the hop did not scale back in: {events(stage)}")
-        time.sleep(0.1)
+    if not poll(lambda: len(instances(stage)) == 1, 60, every=0.1):
+        raise RuntimeError(f"the hop did not scale back in: {events(stage)}")
     return {"decision": decision["time"] - crossed, "booted": booted["time"] - crossed, "first": first - crossed}
 
 

@@ -632,11 +632,11 @@ def show_autoscaling(stage: Stage, report: Report) -> None:
     stage.api.ok("DELETE", "/v1/chains/autoscale")
 
 
-def poll(probe: Callable[[], T], timeout: float = SCALE_TIMEOUT) -> T:
+def poll(probe: Callable[[], T], timeout: float = SCALE_TIMEOUT, every: float = 0.2) -> T:
     """``probe()``'s first true value within ``timeout`` s, else its last one (the caller checks it, not the time)."""
     deadline = time.monotonic() + timeout
     while not (value := probe()) and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(every)
     return value
 
 

@@ -881,39 +881,38 @@ class ChainService:
 
     def metrics_text(self) -> str:
         """Rates, instance counts, scaling events and switch port counters, in Prometheus text format."""
+        rate_families = (("in_pps", "in_packets", "Packets per second the fabric handed to the instance"),
+                         ("in_bps", "in_bits", "Bits per second the fabric handed to the instance"),
+                         ("out_pps", "out_packets", "Packets per second the instance sent back"),
+                         ("out_bps", "out_bits", "Bits per second the instance sent back"))
+        port_counters = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes")
         with self._lock:
-            rates: dict[str, list[tuple[dict[str, str], float | None]]] = {
-                f: [] for f in ("in_pps", "in_bps", "out_pps", "out_bps")}
+            rates: dict[str, list[tuple[dict[str, str], float | None]]] = {f: [] for f, _, _ in rate_families}
             counts = []
-            events = [({"chain": c, "hop": h, "action": a}, n) for (c, h, a), n in sorted(self.event_counts.items())]
             for name, chain in sorted(self.chains.items()):
                 for k, hop in enumerate(chain.hops):
                     specs = self.placement.get((name, k), ())
-                    running = sum(self.instances[s.id].state == RUNNING for s in specs)
-                    counts.append(({"chain": name, "hop": hop.name}, running))
+                    counts.append(({"chain": name, "hop": hop.name},
+                                   sum(self.instances[s.id].state == RUNNING for s in specs)))
                     for spec in specs:
                         found = self._instance_rates(spec)
                         labels = {"chain": name, "hop": hop.name, "instance": spec.id}
                         for f, samples in rates.items():
                             samples.append((labels, getattr(found, f, None)))
-            names = {s.dpid: s.name for s in self.topology.switches}
-            ports: dict[str, list[tuple[dict[str, str], float | None]]] = {
-                f: [] for f in ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes")}
+            events = [({"chain": c, "hop": h, "action": a}, n) for (c, h, a), n in sorted(self.event_counts.items())]
+            switch = {s.dpid: s.name for s in self.topology.switches}
+            ports: dict[str, list[tuple[dict[str, str], float | None]]] = {f: [] for f in port_counters}
             for (dpid, port), found in sorted((self.rates.ports if self.rates else {}).items()):
-                labels = {"switch": names.get(dpid, f"{dpid:#x}"), "port": str(port)}
+                labels = {"switch": switch.get(dpid, f"{dpid:#x}"), "port": str(port)}
                 for f, samples in ports.items():
                     samples.append((labels, getattr(found, f)))
-        units = {"in_pps": ("packets", "per_second", "handed to"), "in_bps": ("bits", "per_second", "handed to"),
-                 "out_pps": ("packets", "per_second", "sent back by"), "out_bps": ("bits", "per_second", "sent back by")}
-        families = [Family(f"clicksteer_instance_{f[:-4]}_{what}_{per}", "gauge",
-                           f"{what.capitalize()} per second the fabric {verb} the instance (last poll)", samples)
-                    for f, samples in rates.items() for what, per, verb in [units[f]]]
-        families.append(Family("clicksteer_hop_instances", "gauge", "Running instances per hop", counts))
-        families.append(Family("clicksteer_scaling_events_total", "counter", "Scaling events per hop and action",
-                               events))
-        families += [Family(f"clicksteer_port_{f}_total", "counter", f"Switch port counter {f}", samples)
-                     for f, samples in ports.items()]
-        return render(families)
+        return render([
+            *(Family(f"clicksteer_instance_{family}_per_second", "gauge", f"{text} (last poll)", rates[f])
+              for f, family, text in rate_families),
+            Family("clicksteer_hop_instances", "gauge", "Running instances per hop", counts),
+            Family("clicksteer_scaling_events_total", "counter", "Scaling events per hop and action", events),
+            *(Family(f"clicksteer_port_{f}_total", "counter", f"Switch port counter {f}", ports[f])
+              for f in port_counters)])
 
     def chains_summary(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from controller.agents import HttpAgentClient
-from controller.demo import ROOT, Stage, start_stage
+from controller.demo import ROOT, Stage, poll, start_stage
 from controller.loadgen import TcpEchoServer, TcpSession, UdpLoad
 from topologies.loader import load_topology
 
@@ -70,11 +70,8 @@ def by_protocol(stage: Stage, protocol: str) -> dict[str, int]:
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, stage: Stage) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout:g} s; events: {events(stage)}")
-        time.sleep(0.2)
+    if not poll(condition, timeout):
+        pytest.fail(f"{what} did not happen within {timeout:g} s; events: {events(stage)}")
 
 
 def test_a_hop_scales_out_under_load_keeps_sessions_and_scales_back_when_it_stops(stage: Stage) -> None:

@@ -432,10 +432,12 @@ def _block_field(address: int, prefixlen: int) -> MatchValue | None:
 class _Stage:
     """One autoscaled stage (chain, hop, direction) as the compiler needs it on every switch."""
 
-    def __init__(self, key: int, cid: int, instances: tuple[InstanceSpec, ...], draining: Collection[str]) -> None:
+    def __init__(self, key: int, cid: int, instances: tuple[InstanceSpec, ...], draining: Collection[str],
+                 protocols: tuple[_PickProtocol, ...]) -> None:
         self.key = key
         self.cid = cid
         self.instances = instances
+        self.protocols = protocols           # what its flows are pinned by
         # A draining instance keeps its pinned flows but is picked for no new one; the
         # service never drains a hop's last instance.
         self.pickable = tuple(s for s in instances if s.id not in draining) or instances
@@ -445,9 +447,9 @@ class _Stage:
         self.cookies = {s.id: cookies.cookie(cid, s.hop_index, s.index) for s in instances}
         self._learns: dict[tuple[int | None, str], Learn] = {}
 
-    def learn(self, protocol: int, protocols: tuple[_PickProtocol, ...]) -> Learn | None:
+    def learn(self, protocol: int) -> Learn | None:
         """The pin a flow of ``protocol`` learns for the single instance (None: not one the stage takes)."""
-        for option in protocols:
+        for option in self.protocols:
             if option[0] == protocol or option[0] is None and protocol not in _PINNED_BY_PORTS:
                 return self._learn(option, self.pickable[0])
         return None
@@ -462,13 +464,13 @@ class _Stage:
                                                              PIN_IDLE_S, copy, ((REG_LABEL, spec.label),), fin)
         return found
 
-    def flows(self, protocols: tuple[_PickProtocol, ...]) -> list[tuple[int, int, Items, tuple[Action, ...], int, int]]:
+    def flows(self) -> list[tuple[int, int, Items, tuple[Action, ...], int, int]]:
         """Its table flows, any switch's: (table, priority, match, actions, cookie, rank below the
         steering flows')."""
         hop_cookie = cookies.cookie(self.cid, self.instances[0].hop_index)
         pick = (Multipath(len(self.pickable), REG_LINK), Resubmit(TABLE_PICK))
         out = []
-        for option in protocols:
+        for option in self.protocols:
             protocol, priority, _ = option
             # Matches in canonical (sorted) order: eth_type, ip_proto, reg1, reg2, reg3.
             head: Items = (("eth_type", ETH_IP),) + ((("ip_proto", protocol),) if protocol is not None else ())
@@ -646,16 +648,11 @@ class _ChainCompiler:
             choices = [(dst, (self.host_int[host.name] & slot_mask) % n)] if d.forward else reverse_choices
             head = (("eth_type", ETH_IP), ("in_port", host.port))
             for dst_value, which in choices:
-                actions: tuple[Action, ...] = ()
-                if first is not None and not pinned:
-                    actions = self._steer(host.switch, host.port, first[which])
                 addresses: Items = (("ipv4_src", ip),) if dst_value is None else \
                     (("ipv4_dst", dst_value), ("ipv4_src", ip))
                 for proto, ports in d.l4:
-                    if pinned:
-                        assert first is not None
-                        actions = self._pick(host.switch, host.port, cid, d.forward, first, rank,
-                                             proto[0][1] if proto else None)
+                    actions = () if first is None else \
+                        self._into(host.switch, host.port, cid, d.forward, first, which, rank, proto)
                     fields = head + proto + addresses + ports
                     self.add(Flow(dpid, TABLE_STEER, priority, fields, actions, goto, cookie), rank)
 
@@ -685,19 +682,23 @@ class _ChainCompiler:
             client = _masked_ip(client_net, slot, bits) if bits else client_field
             if client is False:
                 continue
-            actions: tuple[Action, ...] = ()
-            goto: int | None = TABLE_RESTORE if following is None else None
-            if following is not None and not pinned:
-                actions = self._steer(compute.switch, compute.port, following[slot % n])
+            goto = TABLE_RESTORE if following is None else None
             addresses = tuple(sorted((f, v) for f, v in ((d.client, client), (other_field, other))
                                      if v is not None))
             for proto, ports in l4s:
-                if pinned:
-                    assert following is not None
-                    actions = self._pick(compute.switch, compute.port, cid, d.forward, following, rank,
-                                         proto[0][1] if proto else None)
+                actions = () if following is None else \
+                    self._into(compute.switch, compute.port, cid, d.forward, following, slot % n, rank, proto)
                 fields = head + proto + addresses + ports
                 self.add(Flow(dpid, TABLE_STEER, priority, fields, actions, goto, cookie), rank)
+
+    def _into(self, switch: str, in_port: int, cid: int, forward: bool, stage: tuple[InstanceSpec, ...],
+              which: int, rank: int, proto: Items) -> tuple[Action, ...]:
+        """Actions at ``switch`` that take a packet (from ``in_port``, matched by ``proto``) into
+        ``stage``: to its ``which``-th instance, or for an autoscaled stage, to the one its flow
+        is pinned to."""
+        if stage[0].hop_index in self.autoscaled:
+            return self._pick(switch, in_port, cid, forward, stage, rank, proto[0][1] if proto else None)
+        return self._steer(switch, in_port, stage[which])
 
     def _pick(self, switch: str, in_port: int, cid: int, forward: bool, stage: tuple[InstanceSpec, ...],
               rank: int, protocol: int | None) -> tuple[Action, ...]:
@@ -716,9 +717,9 @@ class _ChainCompiler:
         found = self.stage_cache.get((hop, forward))
         if found is None:
             found = self.stage_cache[hop, forward] = _Stage(self._stage_key(hop, forward), cid, stage,
-                                                            self.draining)
+                                                            self.draining, self.pick_protocols)
         if len(stage) == 1 and protocol is not None:
-            learn = found.learn(protocol, self.pick_protocols)
+            learn = found.learn(protocol)
             if learn is not None:
                 return found.prefix + (learn,) + self._steer(switch, in_port, stage[0])
         if (switch, found.key) not in self.stage_tables:
@@ -747,7 +748,7 @@ class _ChainCompiler:
         the last to go.
         """
         dpid = self.dpid[switch]
-        for table, priority, fields, actions, cookie, below in stage.flows(self.pick_protocols):
+        for table, priority, fields, actions, cookie, below in stage.flows():
             self.add(Flow(dpid, table, priority, fields, actions, None, cookie), rank - below)
         if len(stage.instances) == 1:
             return

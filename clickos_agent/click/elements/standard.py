@@ -433,11 +433,17 @@ class Tee(Element):
             raise ArgError(f"{self.noutputs} outputs implies {self.noutputs} arms")
 
     def push(self, port: int, packet: Packet) -> None:
-        out = self.out
-        last = len(out) - 1
-        for i in range(last):
-            out[i](packet.clone())
-        out[last](packet)
+        _push_to_all(self.out, packet)
+
+
+def _push_to_all(out: list[Callable[[Packet], None]], packet: Packet) -> None:
+    """The packet on every output: a clone on each but the last, which gets the packet itself."""
+    if not out:
+        return
+    last = len(out) - 1
+    for i in range(last):
+        out[i](packet.clone())
+    out[last](packet)
 
 
 @element_class
@@ -501,16 +507,10 @@ class PaintSwitch(Element):
     def push(self, port: int, packet: Packet) -> None:
         color = packet.paint if self.anno == PAINT_ANNO_OFFSET else packet.anno_u8(self.anno)
         out = self.out
-        if color != 0xFF:
-            if color < len(out):
-                out[color](packet)
-            return
-        if not out:
-            return
-        last = len(out) - 1
-        for i in range(last):
-            out[i](packet.clone())
-        out[last](packet)
+        if color == 0xFF:
+            _push_to_all(out, packet)
+        elif color < len(out):
+            out[color](packet)
 
 
 @element_class
